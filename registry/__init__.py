@@ -1,0 +1,1 @@
+"""Wharf: an OCI Distribution v2 registry."""

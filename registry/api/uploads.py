@@ -1,0 +1,89 @@
+"""``/v2/<name>/blobs/uploads/``: monolithic, chunked and resumable uploads, and mounts."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from registry.api.context import Services
+from registry.api.http import empty, parse_content_range, query_digest
+from registry.content.names import check_name
+from registry.errors import BlobUploadInvalid, NameInvalid
+from registry.service.uploads import upload_range
+
+CHUNK_MIN = 5 * 1024 * 1024
+
+
+def _upload_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
+    return {
+        "Location": f"/v2/{name}/blobs/uploads/{upload_id}",
+        "Range": upload_range(size),
+        "Docker-Upload-UUID": upload_id,
+    }
+
+
+def _blob_created(name: str, digest: str) -> Response:
+    return empty(201, {"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest})
+
+
+def _length(request: Request) -> int | None:
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise BlobUploadInvalid("invalid Content-Length") from None
+
+
+async def start_upload(request: Request, svc: Services, name: str) -> Response:
+    """POST: mount, monolithic upload with ``?digest=``, or open a session (202)."""
+    mount = query_digest(request, "mount")
+    source = request.query_params.get("from")
+    if mount is not None and source:
+        try:
+            check_name(source)
+        except NameInvalid:
+            source = None
+        if source and await svc.blobs.mount(name, source, mount) is not None:
+            return _blob_created(name, str(mount))
+    digest = query_digest(request)
+    if digest is not None:
+        await svc.uploads.monolithic(name, request.stream(), digest, _length(request))
+        return _blob_created(name, str(digest))
+    upload_id = await svc.uploads.start(name)
+    headers = _upload_headers(name, upload_id, 0)
+    headers["OCI-Chunk-Min-Length"] = str(CHUNK_MIN)
+    return empty(202, headers)
+
+
+async def upload_status(request: Request, svc: Services, name: str, upload_id: str) -> Response:
+    """GET: where the upload stands (204 with Range)."""
+    size = await svc.uploads.size(name, upload_id)
+    return empty(204, _upload_headers(name, upload_id, size))
+
+
+async def patch_upload(request: Request, svc: Services, name: str, upload_id: str) -> Response:
+    """PATCH: append a chunk (streamed), optionally at the offset of its Content-Range."""
+    offset = parse_content_range(request.headers.get("content-range"))
+    size = await svc.uploads.append(name, upload_id, request.stream(), offset)
+    return empty(202, _upload_headers(name, upload_id, size))
+
+
+async def finish_upload(request: Request, svc: Services, name: str, upload_id: str) -> Response:
+    """PUT ``?digest=``: append the last chunk (if any), verify, make the blob visible."""
+    digest = query_digest(request)
+    if digest is None:
+        raise BlobUploadInvalid("digest query parameter is required")
+    length = _length(request)
+    if length is None or length > 0 or request.headers.get("transfer-encoding"):
+        offset = parse_content_range(request.headers.get("content-range"))
+        await svc.uploads.append(name, upload_id, request.stream(), offset)
+    await svc.uploads.finish(name, upload_id, digest)
+    return _blob_created(name, str(digest))
+
+
+async def cancel_upload(request: Request, svc: Services, name: str, upload_id: str) -> Response:
+    """DELETE: abort the upload."""
+    await svc.uploads.cancel(name, upload_id)
+    return empty(204)

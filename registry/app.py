@@ -1,0 +1,149 @@
+"""The composition root: builds storage, metadata and services from the settings."""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import AsyncExitStack
+
+from starlette.types import Receive, Scope, Send
+
+from registry.api.context import Services
+from registry.api.router import DistributionAPI
+from registry.config import Settings, load_settings
+from registry.errors import NotFound
+from registry.meta.db import Database
+from registry.meta.migrate import ensure_schema
+from registry.meta.store import MetadataStore
+from registry.metrics import Metrics
+from registry.middleware.errors import ErrorMiddleware
+from registry.middleware.observe import ObserveMiddleware
+from registry.service.blobs import BlobService
+from registry.service.manifests import ManifestService
+from registry.service.uploads import UploadService
+from storage.blobs import BlobStore
+from storage.driver import StorageDriver
+from storage.filesystem import FilesystemDriver
+from storage.memory import InMemoryDriver
+from storage.uploads import UploadStore
+
+log = logging.getLogger("wharf")
+CONFIG_ENV = "WHARF_CONFIG"
+
+
+def make_driver(settings: Settings) -> StorageDriver:
+    """The storage driver the settings name."""
+    if settings.storage.driver == "inmemory":
+        return InMemoryDriver()
+    assert settings.storage.filesystem is not None
+    root = settings.storage.filesystem.rootdirectory
+    os.makedirs(root, exist_ok=True)
+    return FilesystemDriver(root)
+
+
+async def build_services(settings: Settings, stack: AsyncExitStack) -> Services:
+    """Open the database (creating the schema if empty) and wire the services."""
+    driver = make_driver(settings)
+    await ensure_schema(settings.database_url)
+    db = Database(settings.database_url, settings.database.poolsize, settings.database.echo)
+    stack.push_async_callback(db.close)
+    meta = MetadataStore(db)
+    blobs = BlobStore(driver)
+    delete = settings.storage.delete.enabled
+    return Services(
+        settings=settings,
+        meta=meta,
+        blobs=BlobService(meta, blobs, delete),
+        uploads=UploadService(meta, UploadStore(driver)),
+        manifests=ManifestService(meta, blobs, delete, settings.validation.manifestmaxsize),
+    )
+
+
+class Wharf:
+    """The ASGI application: ``/v2/`` plus ``/metrics`` and ``/healthz``, with a lifespan."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.services: Services | None = None
+        self._api: DistributionAPI | None = None
+        self._stack = AsyncExitStack()
+        self._handler = ObserveMiddleware(
+            ErrorMiddleware(self._dispatch),
+            self.metrics,
+            log_enabled=not settings.log.accesslog.disabled,
+            extra_headers=settings.http.headers,
+        )
+
+    async def startup(self) -> None:
+        self.services = await build_services(self.settings, self._stack)
+        self._api = DistributionAPI(self.services)
+        log.info(
+            "wharf ready: storage=%s database=%s",
+            self.settings.storage.driver,
+            self.settings.database_url.split("://")[0],
+        )
+
+    async def shutdown(self) -> None:
+        await self._stack.aclose()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._handler(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as e:
+                    log.error("startup failed: %s", e)
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if path.startswith("/v2") and self._api is not None:
+            await self._api(scope, receive, send)
+        elif path == "/metrics":
+            scope["wharf.route"] = "metrics"
+            await _plain(send, 200, self.metrics.render(), self.metrics.content_type)
+        elif path in ("/healthz", "/debug/health"):
+            scope["wharf.route"] = "health"
+            await self._health(send)
+        else:
+            raise NotFound(detail={"path": path[:300]})
+
+    async def _health(self, send: Send) -> None:
+        status, body = 200, b'{"status":"ok"}'
+        try:
+            assert self.services is not None
+            await self.services.meta.db.ping()
+        except Exception as e:
+            log.warning("health check failed: %s", e)
+            status, body = 503, b'{"status":"unavailable","database":"unreachable"}'
+        await _plain(send, status, body, "application/json")
+
+
+async def _plain(send: Send, status: int, body: bytes, content_type: str) -> None:
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(settings: Settings | None = None) -> Wharf:
+    """The ASGI app for ``settings`` (read from ``$WHARF_CONFIG`` and the environment if None)."""
+    if settings is None:
+        settings = load_settings(os.environ.get(CONFIG_ENV) or None)
+    return Wharf(settings)

@@ -1,0 +1,112 @@
+"""The ``wharf`` command: ``serve``, ``db upgrade``, ``config``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+from registry.config import ConfigError, Settings, load_settings
+from registry.logs import configure_logging
+from registry.meta.migrate import (
+    SchemaOutOfDate,
+    current_revision,
+    ensure_schema,
+    head_revision,
+    upgrade,
+)
+
+
+def _settings(path: str | None) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as e:
+        print(f"wharf: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from registry.app import CONFIG_ENV, create_app, make_driver
+
+    settings = _settings(args.config)
+    configure_logging(settings.log)
+    make_driver(settings)
+    try:
+        asyncio.run(ensure_schema(settings.database_url))
+    except SchemaOutOfDate as e:
+        print(f"wharf: {e}", file=sys.stderr)
+        return 2
+    host, port = settings.http.bind
+    tls = settings.http.tls
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "access_log": False,
+        "log_config": None,
+        "proxy_headers": True,
+        "server_header": False,
+        "timeout_keep_alive": 75,
+        "ssl_certfile": tls.certificate or None,
+        "ssl_keyfile": tls.key or None,
+    }
+    if settings.http.workers > 1:
+        if args.config:
+            os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+        uvicorn.run(
+            "registry.app:create_app", factory=True, workers=settings.http.workers, **common
+        )
+    else:
+        uvicorn.run(create_app(settings), **common)
+    return 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    settings = _settings(args.config)
+    url = settings.database_url
+    if args.db_command == "upgrade":
+        asyncio.run(upgrade(url))
+        print(f"database at revision {head_revision()}")
+    else:
+        current = asyncio.run(current_revision(url))
+        print(f"database revision: {current or 'none'} (code expects {head_revision()})")
+        return 0 if current == head_revision() else 1
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    settings = _settings(args.config)
+    print(json.dumps(settings.model_dump(), indent=2))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(prog="wharf", description="Wharf, an OCI container image registry.")
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the registry (HTTP API on http.addr)")
+    serve.add_argument("config", nargs="?", help="YAML config file (reference registry format)")
+    serve.set_defaults(func=_serve)
+    db = sub.add_parser("db", help="database schema")
+    db.add_argument("db_command", choices=["upgrade", "current"])
+    db.add_argument("-c", "--config", help="YAML config file")
+    db.set_defaults(func=_db)
+    cfg = sub.add_parser("config", help="print the effective configuration")
+    cfg.add_argument("config", nargs="?", help="YAML config file")
+    cfg.set_defaults(func=_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``wharf`` command."""
+    args = parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Pure OCI knowledge: names, media types, manifests. No I/O."""

@@ -1,0 +1,154 @@
+"""The OCI distribution error codes, one exception class per code.
+
+Each error renders as the spec's body ``{"errors": [{"code", "message", "detail"}]}``
+with its HTTP status; :class:`registry.middleware.errors.ErrorMiddleware` does the
+rendering.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+
+class RegistryError(Exception):
+    """Base class: an error a client is told about, with an OCI code and HTTP status."""
+
+    code: ClassVar[str] = "UNKNOWN"
+    status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "unknown error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        detail: Any = None,
+        *,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+        self.detail = detail
+        self.http_status = status or self.status
+        self.headers = headers or {}
+
+    def body(self) -> bytes:
+        """The JSON error body of the OCI distribution spec."""
+        err: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.detail is not None:
+            err["detail"] = self.detail
+        return json.dumps({"errors": [err]}).encode()
+
+
+class BlobUnknown(RegistryError):
+    code, status, default_message = "BLOB_UNKNOWN", 404, "blob unknown to registry"
+
+
+class BlobUploadInvalid(RegistryError):
+    code, status, default_message = "BLOB_UPLOAD_INVALID", 400, "blob upload invalid"
+
+
+class BlobUploadUnknown(RegistryError):
+    code, status, default_message = "BLOB_UPLOAD_UNKNOWN", 404, "blob upload unknown to registry"
+
+
+class DigestInvalid(RegistryError):
+    code, status, default_message = (
+        "DIGEST_INVALID",
+        400,
+        "provided digest did not match uploaded content",
+    )
+
+
+class ManifestBlobUnknown(RegistryError):
+    code, status, default_message = (
+        "MANIFEST_BLOB_UNKNOWN",
+        400,
+        "manifest references a manifest or blob unknown to registry",
+    )
+
+
+class ManifestInvalid(RegistryError):
+    code, status, default_message = "MANIFEST_INVALID", 400, "manifest invalid"
+
+
+class ManifestUnknown(RegistryError):
+    code, status, default_message = "MANIFEST_UNKNOWN", 404, "manifest unknown to registry"
+
+
+class NameInvalid(RegistryError):
+    code, status, default_message = "NAME_INVALID", 400, "invalid repository name"
+
+
+class NameUnknown(RegistryError):
+    code, status, default_message = "NAME_UNKNOWN", 404, "repository name not known to registry"
+
+
+class SizeInvalid(RegistryError):
+    code, status, default_message = (
+        "SIZE_INVALID",
+        400,
+        "provided length did not match content length",
+    )
+
+
+class Unauthorized(RegistryError):
+    code, status, default_message = "UNAUTHORIZED", 401, "authentication required"
+
+
+class Denied(RegistryError):
+    code, status, default_message = "DENIED", 403, "requested access to the resource is denied"
+
+
+class Unsupported(RegistryError):
+    code, status, default_message = "UNSUPPORTED", 405, "the operation is unsupported"
+
+
+class TooManyRequests(RegistryError):
+    code, status, default_message = "TOOMANYREQUESTS", 429, "too many requests"
+
+
+class RangeInvalid(RegistryError):
+    """A ``Range`` or ``Content-Range`` that cannot be satisfied (HTTP 416)."""
+
+    code, status, default_message = (
+        "RANGE_INVALID",
+        416,
+        "requested range not satisfiable",
+    )
+
+
+class PayloadTooLarge(RegistryError):
+    """A request body over a configured limit (HTTP 413)."""
+
+    code, status, default_message = "SIZE_INVALID", 413, "payload too large"
+
+
+class Unavailable(RegistryError):
+    """A backend (database, storage) is unreachable (HTTP 503)."""
+
+    code, status, default_message = "UNAVAILABLE", 503, "service unavailable"
+
+
+ALL_ERRORS: tuple[type[RegistryError], ...] = (
+    BlobUnknown,
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameInvalid,
+    NameUnknown,
+    SizeInvalid,
+    Unauthorized,
+    Denied,
+    Unsupported,
+    TooManyRequests,
+)
+
+
+class NotFound(RegistryError):
+    """A path that is not part of the API (HTTP 404)."""
+
+    code, status, default_message = "NOT_FOUND", 404, "not found"

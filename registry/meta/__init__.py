@@ -1,0 +1,1 @@
+"""Metadata: repositories, blob links, manifests, tags. All SQLAlchemy lives here."""

@@ -1,0 +1,62 @@
+"""Prometheus metrics, one registry per app (no module-level collectors)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """The collectors the registry updates, and their text exposition."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "wharf_http_requests",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "wharf_http_request_duration_seconds",
+            "Time to the end of the response, by route and method",
+            ["route", "method"],
+            registry=self.registry,
+            buckets=(
+                0.001,
+                0.0025,
+                0.005,
+                0.01,
+                0.025,
+                0.05,
+                0.1,
+                0.25,
+                0.5,
+                1,
+                2.5,
+                5,
+                10,
+                30,
+                60,
+            ),
+        )
+        self.bytes_in = Counter(
+            "wharf_http_request_bytes",
+            "Request body bytes received",
+            ["route"],
+            registry=self.registry,
+        )
+        self.bytes_out = Counter(
+            "wharf_http_response_bytes",
+            "Response body bytes sent",
+            ["route"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "wharf_http_errors", "Error responses by OCI code", ["code"], registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,68 @@
+"""Render :class:`RegistryError` (and any crash) as the spec's JSON error body."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from registry.errors import RegistryError, Unavailable
+
+log = logging.getLogger("wharf.errors")
+
+
+class ErrorMiddleware:
+    """Turns exceptions raised before the response started into OCI error responses."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            scope["wharf.error"] = "client disconnected"
+            log.info("client disconnected: %s %s", scope["method"], scope["path"])
+        except Exception as exc:
+            if started:
+                scope["wharf.error"] = f"{type(exc).__name__} after response started"
+                log.exception("error while streaming %s %s", scope["method"], scope["path"])
+                raise
+            if isinstance(exc, RegistryError):
+                error = exc
+            else:
+                log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+                error = (
+                    Unavailable("internal error", status=500)
+                    if _is_backend(exc)
+                    else RegistryError()
+                )
+            scope["wharf.error"] = error.code
+            await _render(error, scope, send)
+
+
+def _is_backend(exc: Exception) -> bool:
+    return type(exc).__module__.startswith(("sqlalchemy", "aiosqlite", "asyncpg"))
+
+
+async def _render(error: RegistryError, scope: Scope, send: Send) -> None:
+    body = b"" if scope["method"] == "HEAD" else error.body()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(error.body())).encode()),
+    ]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,1 @@
+"""Storage: digests, drivers and the content-addressed blob and upload stores."""

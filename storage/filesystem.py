@@ -1,0 +1,152 @@
+"""A storage driver on a local filesystem, with aiofiles for the I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+import aiofiles.os
+
+from storage.driver import FileInfo, FileWriter, PathNotFound, check_path
+
+READ_CHUNK = 1024 * 1024
+
+
+class FilesystemWriter:
+    """A :class:`FileWriter` on a local file opened for appending."""
+
+    def __init__(self, path: Path, handle: Any, size: int) -> None:
+        self._path = path
+        self._handle = handle
+        self._size = size
+        self._closed = False
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    async def write(self, data: bytes) -> None:
+        await self._handle.write(data)
+        self._size += len(data)
+
+    async def commit(self) -> None:
+        await self._handle.flush()
+        await asyncio.to_thread(os.fsync, self._handle.fileno())
+        await self.close()
+
+    async def cancel(self) -> None:
+        await self.close()
+        with contextlib.suppress(FileNotFoundError):
+            await aiofiles.os.remove(self._path)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._handle.close()
+
+
+class FilesystemDriver:
+    """Paths under one root directory. Small files are replaced by an atomic rename."""
+
+    name = "filesystem"
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+
+    def _full(self, path: str) -> Path:
+        return self.root / check_path(path)
+
+    async def get_content(self, path: str) -> bytes:
+        try:
+            async with aiofiles.open(self._full(path), "rb") as f:
+                data: bytes = await f.read()
+                return data
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise PathNotFound(path) from None
+
+    async def put_content(self, path: str, data: bytes) -> None:
+        full = self._full(path)
+        await aiofiles.os.makedirs(full.parent, exist_ok=True)
+        tmp = full.with_name(f".{full.name}.{uuid.uuid4().hex}.tmp")
+        async with aiofiles.open(tmp, "wb") as f:
+            await f.write(data)
+            await f.flush()
+            await asyncio.to_thread(os.fsync, f.fileno())
+        await aiofiles.os.replace(tmp, full)
+
+    async def reader(
+        self, path: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        try:
+            f = await aiofiles.open(self._full(path), "rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise PathNotFound(path) from None
+        try:
+            if offset:
+                await f.seek(offset)
+            remaining = length
+            while remaining is None or remaining > 0:
+                want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
+                chunk = await f.read(want)
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+        finally:
+            await f.close()
+
+    async def writer(self, path: str, append: bool = False) -> FileWriter:
+        full = self._full(path)
+        await aiofiles.os.makedirs(full.parent, exist_ok=True)
+        handle = await aiofiles.open(full, "ab" if append else "wb")
+        size = (await aiofiles.os.stat(full)).st_size if append else 0
+        return FilesystemWriter(full, handle, size)
+
+    async def stat(self, path: str) -> FileInfo:
+        try:
+            st = await aiofiles.os.stat(self._full(path))
+        except (FileNotFoundError, NotADirectoryError):
+            raise PathNotFound(path) from None
+        is_dir = (st.st_mode & 0o170000) == 0o040000
+        return FileInfo(path, 0 if is_dir else st.st_size, is_dir, st.st_mtime)
+
+    async def list(self, path: str) -> list[str]:
+        full = self._full(path)
+        try:
+            names = await aiofiles.os.listdir(full)
+        except (FileNotFoundError, NotADirectoryError):
+            raise PathNotFound(path) from None
+        return sorted(f"{path}/{n}" for n in names if not n.endswith(".tmp"))
+
+    async def move(self, source: str, dest: str) -> None:
+        src, dst = self._full(source), self._full(dest)
+        await aiofiles.os.makedirs(dst.parent, exist_ok=True)
+        try:
+            await aiofiles.os.replace(src, dst)
+        except FileNotFoundError:
+            raise PathNotFound(source) from None
+
+    async def delete(self, path: str) -> None:
+        full = self._full(path)
+        try:
+            if await aiofiles.os.path.isdir(full):
+                await asyncio.to_thread(shutil.rmtree, full)
+            else:
+                await aiofiles.os.remove(full)
+        except FileNotFoundError:
+            raise PathNotFound(path) from None
+
+    async def redirect_url(self, path: str) -> str | None:
+        return None
+
+    def local_path(self, path: str) -> Path:
+        """The file behind ``path`` on this machine (for zero-copy sends)."""
+        return self._full(path)

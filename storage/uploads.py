@@ -1,0 +1,220 @@
+"""Upload sessions: bytes appended in chunks, verified, then moved into the blob store.
+
+The bytes of an upload live in the storage driver (``uploads/<id>/data``), so any
+process can continue an upload begun by another, or after a restart. A running hash
+is kept in this process as an optimisation; when it is missing or stale the partial
+file is hashed again from storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+
+from storage.digest import Digest, Hasher, new_hasher
+from storage.driver import FileWriter, PathNotFound, StorageDriver
+from storage.layout import blob_path, upload_data_path, upload_dir, upload_info_path
+
+WRITE_BATCH = 1024 * 1024
+_UUID_CHARS = set("0123456789abcdef-")
+
+
+class UploadNotFound(Exception):
+    """Raised for an upload id that does not exist (never did, finished or cancelled)."""
+
+
+class UploadOffsetMismatch(Exception):
+    """Raised when a chunk does not start where the upload currently ends."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"upload is at offset {size}")
+        self.size = size
+
+
+class UploadDigestMismatch(Exception):
+    """Raised when the uploaded bytes do not hash to the digest the client named."""
+
+    def __init__(self, expected: Digest, actual: Digest) -> None:
+        super().__init__(f"digest mismatch: expected {expected}, got {actual}")
+        self.expected = expected
+        self.actual = actual
+
+
+@dataclass
+class _HashState:
+    size: int
+    hasher: Hasher
+
+
+@dataclass(frozen=True, slots=True)
+class UploadInfo:
+    """What is stored about an upload besides its bytes."""
+
+    upload_id: str
+    repository: str
+    started: float
+
+
+class UploadStore:
+    """Creates, appends to, commits and cancels upload sessions on a storage driver."""
+
+    def __init__(self, driver: StorageDriver) -> None:
+        self.driver = driver
+        self._hashes: dict[str, _HashState] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, upload_id: str) -> asyncio.Lock:
+        lock = self._locks.get(upload_id)
+        if lock is None:
+            lock = self._locks[upload_id] = asyncio.Lock()
+        return lock
+
+    @staticmethod
+    def _check_id(upload_id: str) -> str:
+        if len(upload_id) != 36 or not set(upload_id) <= _UUID_CHARS:
+            raise UploadNotFound(upload_id)
+        return upload_id
+
+    async def create(self, repository: str) -> str:
+        """Start an empty upload for ``repository`` and return its id."""
+        upload_id = str(uuid.uuid4())
+        info = {"repository": repository, "started": time.time()}
+        await self.driver.put_content(upload_info_path(upload_id), json.dumps(info).encode())
+        writer = await self.driver.writer(upload_data_path(upload_id))
+        await writer.close()
+        self._hashes[upload_id] = _HashState(0, new_hasher())
+        return upload_id
+
+    async def info(self, upload_id: str) -> UploadInfo:
+        """The upload's repository and start time; :class:`UploadNotFound` if unknown."""
+        try:
+            raw = json.loads(
+                await self.driver.get_content(upload_info_path(self._check_id(upload_id)))
+            )
+        except PathNotFound:
+            raise UploadNotFound(upload_id) from None
+        return UploadInfo(upload_id, str(raw["repository"]), float(raw["started"]))
+
+    async def size(self, upload_id: str) -> int:
+        """Bytes received so far."""
+        try:
+            return (await self.driver.stat(upload_data_path(self._check_id(upload_id)))).size
+        except PathNotFound:
+            raise UploadNotFound(upload_id) from None
+
+    async def append(
+        self, upload_id: str, chunks: AsyncIterable[bytes], offset: int | None = None
+    ) -> int:
+        """Append a stream to the upload and return the new size.
+
+        With ``offset`` the stream must start exactly where the upload ends, else
+        :class:`UploadOffsetMismatch`. Bytes that arrived before the stream broke stay
+        in the upload (the client may resume from the size it reads back).
+        """
+        async with self._lock(upload_id):
+            size = await self.size(upload_id)
+            if offset is not None and offset != size:
+                raise UploadOffsetMismatch(size)
+            state = await self._hash_state(upload_id, size)
+            writer = await self.driver.writer(upload_data_path(upload_id), append=True)
+            try:
+                await _pipe(chunks, writer, state)
+            finally:
+                await writer.close()
+            return writer.size
+
+    async def commit(self, upload_id: str, digest: Digest, size: int | None = None) -> int:
+        """Verify the upload against ``digest`` and move it into the blob store.
+
+        Returns the blob size. Raises :class:`UploadDigestMismatch` (the upload is then
+        deleted) or ``ValueError`` when ``size`` is given and differs.
+        """
+        async with self._lock(upload_id):
+            actual_size = await self.size(upload_id)
+            if digest.algorithm == "sha256":
+                state = await self._hash_state(upload_id, actual_size)
+                actual = Digest("sha256", state.hasher.hexdigest())
+            else:
+                actual = await self._rehash(upload_id, digest.algorithm)
+            if actual != digest:
+                await self._drop(upload_id)
+                raise UploadDigestMismatch(digest, actual)
+            if size is not None and size != actual_size:
+                await self._drop(upload_id)
+                raise ValueError(f"size mismatch: expected {size}, got {actual_size}")
+            await self.driver.move(upload_data_path(upload_id), blob_path(digest))
+            await self._drop(upload_id)
+            return actual_size
+
+    async def cancel(self, upload_id: str) -> None:
+        """Delete the upload and its bytes."""
+        async with self._lock(upload_id):
+            await self.size(upload_id)
+            await self._drop(upload_id)
+
+    async def _drop(self, upload_id: str) -> None:
+        self._hashes.pop(upload_id, None)
+        self._locks.pop(upload_id, None)
+        with contextlib.suppress(PathNotFound):
+            await self.driver.delete(upload_dir(upload_id))
+
+    async def _hash_state(self, upload_id: str, size: int) -> _HashState:
+        state = self._hashes.get(upload_id)
+        if state is None or state.size != size:
+            hasher = new_hasher()
+            total = 0
+            async for chunk in self.driver.reader(upload_data_path(upload_id), 0, size):
+                await _update(hasher, chunk)
+                total += len(chunk)
+            state = self._hashes[upload_id] = _HashState(total, hasher)
+        return state
+
+    async def _rehash(self, upload_id: str, algorithm: str) -> Digest:
+        hasher = new_hasher(algorithm)
+        async for chunk in self.driver.reader(upload_data_path(upload_id)):
+            await _update(hasher, chunk)
+        return Digest(algorithm, hasher.hexdigest())
+
+
+async def _update(hasher: Hasher, data: bytes) -> None:
+    if len(data) >= 65536:
+        await asyncio.to_thread(hasher.update, data)
+    else:
+        hasher.update(data)
+
+
+async def _pipe(chunks: AsyncIterable[bytes], writer: FileWriter, state: _HashState) -> None:
+    """Copy ``chunks`` into ``writer`` in 1 MiB batches, hashing as it goes.
+
+    Hashing and writing of one batch run in worker threads while the next batch is
+    received, so the event loop only gathers bytes.
+    """
+    pending: asyncio.Task[None] | None = None
+    buf = bytearray()
+
+    async def flush(data: bytes) -> None:
+        await asyncio.gather(_update(state.hasher, data), writer.write(data))
+        state.size += len(data)
+
+    try:
+        async for chunk in chunks:
+            buf += chunk
+            if len(buf) >= WRITE_BATCH:
+                if pending is not None:
+                    await pending
+                pending = asyncio.create_task(flush(bytes(buf)))
+                buf.clear()
+        if pending is not None:
+            await pending
+            pending = None
+        if buf:
+            await flush(bytes(buf))
+    finally:
+        if pending is not None:
+            await pending
+        # a broken stream: keep what was received in full batches consistent with the hash

@@ -1,0 +1,42 @@
+"""Fixtures shared by all tests: real registry processes on free ports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.server import WharfServer
+
+
+@pytest.fixture(scope="session")
+def wharf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WharfServer]:
+    """A registry with the default configuration, shared by the whole session."""
+    server = WharfServer(tmp_path_factory.mktemp("wharf")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(wharf: WharfServer) -> Iterator[httpx.Client]:
+    """An httpx client on the shared registry."""
+    with wharf.client() as c:
+        yield c
+
+
+@pytest.fixture
+def make_wharf(tmp_path: Path) -> Iterator[Callable[..., WharfServer]]:
+    """Start registries with custom configuration; all are stopped afterwards."""
+    started: list[WharfServer] = []
+
+    def factory(config: dict[str, Any] | None = None, name: str = "wharf") -> WharfServer:
+        server = WharfServer(tmp_path / f"{name}{len(started)}", config).start()
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()
