@@ -17,10 +17,10 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass
 
 from storage.digest import Digest, Hasher, new_hasher
-from storage.driver import FileWriter, PathNotFound, StorageDriver
+from storage.driver import PathNotFound, StorageDriver
 from storage.layout import blob_path, upload_data_path, upload_dir, upload_info_path
+from storage.pipeline import copy_hashing, hash_update
 
-WRITE_BATCH = 1024 * 1024
 _UUID_CHARS = set("0123456789abcdef-")
 
 
@@ -123,9 +123,13 @@ class UploadStore:
             state = await self._hash_state(upload_id, size)
             writer = await self.driver.writer(upload_data_path(upload_id), append=True)
             try:
-                await _pipe(chunks, writer, state)
-            finally:
+                state.size = -1  # unknown until the copy ends cleanly
+                copied = await copy_hashing(chunks, writer, state.hasher)
+            except BaseException:
                 await writer.close()
+                raise
+            await writer.commit()  # durable before any metadata can point at it
+            state.size = size + copied
             return writer.size
 
     async def commit(self, upload_id: str, digest: Digest, size: int | None = None) -> int:
@@ -169,7 +173,7 @@ class UploadStore:
             hasher = new_hasher()
             total = 0
             async for chunk in self.driver.reader(upload_data_path(upload_id), 0, size):
-                await _update(hasher, chunk)
+                await hash_update(hasher, chunk)
                 total += len(chunk)
             state = self._hashes[upload_id] = _HashState(total, hasher)
         return state
@@ -177,44 +181,5 @@ class UploadStore:
     async def _rehash(self, upload_id: str, algorithm: str) -> Digest:
         hasher = new_hasher(algorithm)
         async for chunk in self.driver.reader(upload_data_path(upload_id)):
-            await _update(hasher, chunk)
+            await hash_update(hasher, chunk)
         return Digest(algorithm, hasher.hexdigest())
-
-
-async def _update(hasher: Hasher, data: bytes) -> None:
-    if len(data) >= 65536:
-        await asyncio.to_thread(hasher.update, data)
-    else:
-        hasher.update(data)
-
-
-async def _pipe(chunks: AsyncIterable[bytes], writer: FileWriter, state: _HashState) -> None:
-    """Copy ``chunks`` into ``writer`` in 1 MiB batches, hashing as it goes.
-
-    Hashing and writing of one batch run in worker threads while the next batch is
-    received, so the event loop only gathers bytes.
-    """
-    pending: asyncio.Task[None] | None = None
-    buf = bytearray()
-
-    async def flush(data: bytes) -> None:
-        await asyncio.gather(_update(state.hasher, data), writer.write(data))
-        state.size += len(data)
-
-    try:
-        async for chunk in chunks:
-            buf += chunk
-            if len(buf) >= WRITE_BATCH:
-                if pending is not None:
-                    await pending
-                pending = asyncio.create_task(flush(bytes(buf)))
-                buf.clear()
-        if pending is not None:
-            await pending
-            pending = None
-        if buf:
-            await flush(bytes(buf))
-    finally:
-        if pending is not None:
-            await pending
-        # a broken stream: keep what was received in full batches consistent with the hash

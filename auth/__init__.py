@@ -1,0 +1,1 @@
+"""Authentication and authorization (htpasswd, LDAP, Docker token auth). Not built yet."""

@@ -1,0 +1,1 @@
+"""Replication between registries and the pull-through mirror. Not built yet."""

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install Wharf into ./.venv. With --test, also everything the test suite needs:
+# Debian packages for the real clients and peers (skopeo, podman, docker.io, the reference
+# registry) and the Python test tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+[[ $(id -u) -ne 0 ]] && SUDO=sudo
+WITH_TESTS=0
+[[ "${1:-}" == "--test" ]] && WITH_TESTS=1
+
+APT_PKGS=(python3 python3-venv python3-pip ca-certificates curl openssl)
+if [[ $WITH_TESTS == 1 ]]; then
+  # real clients and peers for the end-to-end tests and the benchmark
+  APT_PKGS+=(skopeo podman uidmap runc docker.io docker-registry iproute2)
+fi
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+PY=${PYTHON:-python3}
+[[ -x .venv/bin/python ]] || "$PY" -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+if [[ $WITH_TESTS == 1 ]]; then
+  .venv/bin/pip install -q -e '.[test]'
+else
+  .venv/bin/pip install -q -e .
+fi
+echo "wharf installed in $(pwd)/.venv"

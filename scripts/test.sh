@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install everything the tests need, run the linters, then the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install.sh --test
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+mkdir -p test-artifacts
+.venv/bin/pytest -ra "$@"

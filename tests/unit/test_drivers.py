@@ -1,0 +1,95 @@
+"""One storage-driver suite, run against every driver."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from storage.driver import InvalidPath, PathNotFound, StorageDriver
+from storage.filesystem import FilesystemDriver
+from storage.memory import InMemoryDriver
+
+
+@pytest.fixture(params=["filesystem", "inmemory"])
+def driver(request: pytest.FixtureRequest, tmp_path: Path) -> StorageDriver:
+    if request.param == "filesystem":
+        return FilesystemDriver(tmp_path / "root")
+    return InMemoryDriver()
+
+
+async def collect(stream: AsyncIterator[bytes]) -> bytes:
+    return b"".join([chunk async for chunk in stream])
+
+
+async def test_put_get_stat(driver: StorageDriver) -> None:
+    await driver.put_content("a/b/c", b"hello")
+    assert await driver.get_content("a/b/c") == b"hello"
+    info = await driver.stat("a/b/c")
+    assert (info.size, info.is_dir) == (5, False)
+    assert (await driver.stat("a/b")).is_dir
+    await driver.put_content("a/b/c", b"bye")
+    assert await driver.get_content("a/b/c") == b"bye"
+
+
+async def test_missing_paths_raise(driver: StorageDriver) -> None:
+    with pytest.raises(PathNotFound):
+        await driver.get_content("nope")
+    with pytest.raises(PathNotFound):
+        await driver.stat("nope/x")
+    with pytest.raises(PathNotFound):
+        await driver.delete("nope")
+    with pytest.raises(PathNotFound):
+        await collect(driver.reader("nope"))
+    with pytest.raises(PathNotFound):
+        await driver.move("nope", "other")
+
+
+@pytest.mark.parametrize("bad", ["", "/abs", "a/../b", "a//b", "./a", "..", "a/.", "a\\b"])
+async def test_unsafe_paths_rejected(driver: StorageDriver, bad: str) -> None:
+    with pytest.raises(InvalidPath):
+        await driver.put_content(bad, b"x")
+
+
+async def test_reader_ranges(driver: StorageDriver) -> None:
+    data = bytes(range(256)) * 10_000
+    await driver.put_content("blob", data)
+    assert await collect(driver.reader("blob")) == data
+    assert await collect(driver.reader("blob", 1000)) == data[1000:]
+    assert await collect(driver.reader("blob", 1000, 5000)) == data[1000:6000]
+    assert await collect(driver.reader("blob", len(data) - 3, 100)) == data[-3:]
+
+
+async def test_writer_append_commit_cancel(driver: StorageDriver) -> None:
+    w = await driver.writer("up/data")
+    await w.write(b"abc")
+    await w.close()
+    w = await driver.writer("up/data", append=True)
+    assert w.size == 3
+    await w.write(b"def")
+    assert w.size == 6
+    await w.commit()
+    assert await driver.get_content("up/data") == b"abcdef"
+    w = await driver.writer("up/other")
+    await w.write(b"x")
+    await w.cancel()
+    with pytest.raises(PathNotFound):
+        await driver.stat("up/other")
+
+
+async def test_list_move_delete(driver: StorageDriver) -> None:
+    await driver.put_content("d/one", b"1")
+    await driver.put_content("d/two/x", b"2")
+    assert await driver.list("d") == ["d/one", "d/two"]
+    await driver.move("d/one", "e/moved")
+    assert await driver.get_content("e/moved") == b"1"
+    with pytest.raises(PathNotFound):
+        await driver.stat("d/one")
+    await driver.put_content("e/target", b"old")
+    await driver.move("e/moved", "e/target")
+    assert await driver.get_content("e/target") == b"1"
+    await driver.delete("d")
+    with pytest.raises(PathNotFound):
+        await driver.stat("d/two/x")
+    assert await driver.redirect_url("e/target") is None
