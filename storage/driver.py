@@ -45,6 +45,10 @@ class FileWriter(Protocol):
         """Append ``data``."""
         ...
 
+    def write_blocking(self, parts: list[bytes]) -> None:
+        """Append ``parts`` from a worker thread (never call this on the event loop)."""
+        ...
+
     async def commit(self) -> None:
         """Flush and make the content durable at the writer's path."""
         ...

@@ -9,7 +9,6 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiofiles
 import aiofiles.os
@@ -20,6 +19,7 @@ READ_CHUNK = 1024 * 1024
 # Start writeback of what was written every this many bytes, so that the fsync at
 # commit finds little left to do.
 WRITEBACK_EVERY = 32 * 1024 * 1024
+_IOV_MAX = 1024
 
 
 def _start_writeback(fd: int, offset: int, length: int) -> None:
@@ -37,31 +37,39 @@ def _fsync_dir(path: Path) -> None:
 
 
 class FilesystemWriter:
-    """A :class:`FileWriter` on a local file opened for appending."""
+    """A :class:`FileWriter` on a local file descriptor opened for appending."""
 
-    def __init__(self, path: Path, handle: Any, size: int) -> None:
+    def __init__(self, path: Path, fd: int, size: int) -> None:
         self._path = path
-        self._handle = handle
+        self._fd: int | None = fd
         self._size = size
-        self._closed = False
         self._synced_to = size
 
     @property
     def size(self) -> int:
         return self._size
 
-    async def write(self, data: bytes) -> None:
-        await self._handle.write(data)
-        self._size += len(data)
+    def write_blocking(self, parts: list[bytes]) -> None:
+        assert self._fd is not None, "writer is closed"
+        views = [memoryview(p) for p in parts if p]
+        while views:
+            written = os.writev(self._fd, views[:_IOV_MAX])
+            self._size += written
+            while views and written >= len(views[0]):
+                written -= len(views[0])
+                views.pop(0)
+            if written:
+                views[0] = views[0][written:]
         if self._size - self._synced_to >= WRITEBACK_EVERY:
-            start, self._synced_to = self._synced_to, self._size
-            await asyncio.to_thread(
-                _start_writeback, self._handle.fileno(), start, self._size - start
-            )
+            _start_writeback(self._fd, self._synced_to, self._size - self._synced_to)
+            self._synced_to = self._size
+
+    async def write(self, data: bytes) -> None:
+        await asyncio.to_thread(self.write_blocking, [data])
 
     async def commit(self) -> None:
-        await self._handle.flush()
-        await asyncio.to_thread(os.fdatasync, self._handle.fileno())
+        if self._fd is not None:
+            await asyncio.to_thread(os.fdatasync, self._fd)
         await self.close()
 
     async def cancel(self) -> None:
@@ -70,9 +78,9 @@ class FilesystemWriter:
             await aiofiles.os.remove(self._path)
 
     async def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await self._handle.close()
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
 
 class FilesystemDriver:
@@ -130,9 +138,10 @@ class FilesystemDriver:
     async def writer(self, path: str, append: bool = False) -> FileWriter:
         full = self._full(path)
         await aiofiles.os.makedirs(full.parent, exist_ok=True)
-        handle = await aiofiles.open(full, "ab" if append else "wb")
-        size = (await aiofiles.os.stat(full)).st_size if append else 0
-        return FilesystemWriter(full, handle, size)
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+        fd = await asyncio.to_thread(os.open, full, flags, 0o644)
+        size = os.fstat(fd).st_size
+        return FilesystemWriter(full, fd, size)
 
     async def stat(self, path: str) -> FileInfo:
         try:

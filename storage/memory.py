@@ -24,6 +24,10 @@ class MemoryWriter:
     async def write(self, data: bytes) -> None:
         self._buf += data
 
+    def write_blocking(self, parts: list[bytes]) -> None:
+        for part in parts:
+            self._buf += part
+
     async def commit(self) -> None:
         await self.close()
 
