@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from contextlib import AsyncExitStack
@@ -20,6 +21,7 @@ from registry.middleware.errors import ErrorMiddleware
 from registry.middleware.observe import ObserveMiddleware
 from registry.service.blobs import BlobService
 from registry.service.manifests import ManifestService
+from registry.service.purge import UploadPurger
 from registry.service.uploads import UploadService
 from storage.blobs import BlobStore
 from storage.driver import StorageDriver
@@ -78,6 +80,16 @@ class Wharf:
     async def startup(self) -> None:
         self.services = await build_services(self.settings, self._stack)
         self._api = DistributionAPI(self.services)
+        purging = self.settings.storage.maintenance.uploadpurging
+        if purging.enabled:
+            purger = UploadPurger(
+                self.services.uploads.uploads,
+                purging.age_seconds,
+                purging.interval_seconds,
+                purging.dryrun,
+            )
+            task = asyncio.create_task(purger.run_forever(), name="upload-purge")
+            self._stack.callback(task.cancel)
         log.info(
             "wharf ready: storage=%s database=%s",
             self.settings.storage.driver,

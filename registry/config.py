@@ -16,6 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from registry.durations import parse_duration
+
 ENV_PREFIX = "REGISTRY_"
 
 
@@ -50,6 +52,20 @@ class UploadPurgingSettings(_Section):
     age: str = "168h"
     interval: str = "24h"
     dryrun: bool = False
+
+    @field_validator("age", "interval", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> str:
+        parse_duration(value)
+        return str(value)
+
+    @property
+    def age_seconds(self) -> float:
+        return parse_duration(self.age)
+
+    @property
+    def interval_seconds(self) -> float:
+        return max(parse_duration(self.interval), 1.0)
 
 
 class MaintenanceSettings(_Section):

@@ -155,6 +155,36 @@ class UploadStore:
             await self._drop(upload_id)
             return actual_size
 
+    async def ids(self) -> list[str]:
+        """Ids of every upload session in storage."""
+        try:
+            paths = await self.driver.list("uploads")
+        except PathNotFound:
+            return []
+        return [p.rsplit("/", 1)[1] for p in paths]
+
+    async def purge(self, older_than: float, dry_run: bool = False) -> list[str]:
+        """Delete uploads started before the epoch time ``older_than``; return their ids.
+
+        An upload whose info file is unreadable is judged by its directory's mtime.
+        """
+        purged: list[str] = []
+        for upload_id in await self.ids():
+            try:
+                started = (await self.info(upload_id)).started
+            except (UploadNotFound, ValueError, KeyError):
+                try:
+                    started = (await self.driver.stat(upload_dir(upload_id))).modified
+                except PathNotFound:
+                    continue
+            if started >= older_than:
+                continue
+            purged.append(upload_id)
+            if not dry_run:
+                async with self._lock(upload_id):
+                    await self._drop(upload_id)
+        return purged
+
     async def cancel(self, upload_id: str) -> None:
         """Delete the upload and its bytes."""
         async with self._lock(upload_id):

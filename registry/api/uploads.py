@@ -11,8 +11,6 @@ from registry.content.names import check_name
 from registry.errors import BlobUploadInvalid, NameInvalid
 from registry.service.uploads import upload_range
 
-CHUNK_MIN = 5 * 1024 * 1024
-
 
 def _upload_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
     return {
@@ -53,7 +51,6 @@ async def start_upload(request: Request, svc: Services, name: str) -> Response:
         return _blob_created(name, str(digest))
     upload_id = await svc.uploads.start(name)
     headers = _upload_headers(name, upload_id, 0)
-    headers["OCI-Chunk-Min-Length"] = str(CHUNK_MIN)
     return empty(202, headers)
 
 

@@ -94,3 +94,18 @@ def test_bad_config_gives_a_clear_error(tmp_path: Path, text: str, message: str)
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_settings("/nonexistent/config.yml", env={})
+
+
+def test_durations() -> None:
+    from registry.durations import parse_duration
+
+    assert parse_duration("168h") == 168 * 3600
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration("10s") == 10
+    assert parse_duration("250ms") == 0.25
+    assert parse_duration(30) == 30
+    for bad in ["", "10x", "h", "1h-"]:
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+    with pytest.raises(ConfigError, match="invalid configuration"):
+        load_settings(None, env={"REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE": "soon"})

@@ -101,3 +101,19 @@ async def test_unknown_and_malformed_ids() -> None:
     for bad in ["nope", "../../etc/passwd", "0" * 36]:
         with pytest.raises(UploadNotFound):
             await uploads.size(bad)
+
+
+async def test_purge_removes_only_old_uploads() -> None:
+    import time
+
+    uploads = UploadStore(InMemoryDriver())
+    old = await uploads.create("repo")
+    await uploads.append(old, stream(b"stale"))
+    cutoff = time.time()
+    fresh = await uploads.create("repo")
+    assert await uploads.purge(cutoff, dry_run=True) == [old]
+    assert await uploads.size(old) == 5
+    assert await uploads.purge(cutoff) == [old]
+    with pytest.raises(UploadNotFound):
+        await uploads.size(old)
+    assert await uploads.ids() == [fresh]

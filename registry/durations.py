@@ -1,0 +1,28 @@
+"""Durations written as in the reference registry's config (``168h``, ``30m``, ``10s``)."""
+
+from __future__ import annotations
+
+import re
+
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Seconds in a Go-style duration such as ``1h30m``; a bare number is seconds.
+
+    Raises ``ValueError`` for anything else.
+    """
+    if isinstance(text, int | float):
+        return float(text)
+    value = text.strip()
+    if not value:
+        raise ValueError("empty duration")
+    pos, total = 0, 0.0
+    while pos < len(value):
+        m = _PART.match(value, pos)
+        if not m:
+            raise ValueError(f"invalid duration {text!r}")
+        total += float(m.group(1)) * _SECONDS[m.group(2)]
+        pos = m.end()
+    return total

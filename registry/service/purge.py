@@ -1,0 +1,44 @@
+"""The upload purger: deletes upload sessions abandoned for longer than a set age."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+
+from storage.uploads import UploadStore
+
+log = logging.getLogger("wharf.purge")
+
+
+class UploadPurger:
+    """Runs :meth:`UploadStore.purge` now and then, as the reference's ``uploadpurging``."""
+
+    def __init__(self, uploads: UploadStore, age: float, interval: float, dry_run: bool) -> None:
+        self.uploads = uploads
+        self.age = age
+        self.interval = interval
+        self.dry_run = dry_run
+
+    async def run_once(self) -> list[str]:
+        """Purge once; returns the ids of the uploads purged (or that would be)."""
+        purged = await self.uploads.purge(time.time() - self.age, self.dry_run)
+        if purged:
+            log.info(
+                "%s %d abandoned uploads older than %ds",
+                "would purge" if self.dry_run else "purged",
+                len(purged),
+                self.age,
+            )
+        return purged
+
+    async def run_forever(self) -> None:
+        """Purge every ``interval`` seconds (with jitter); errors are logged, not raised."""
+        await asyncio.sleep(random.uniform(0, min(self.interval, 60.0)))
+        while True:
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("upload purge failed")
+            await asyncio.sleep(self.interval * random.uniform(0.9, 1.1))
