@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -31,6 +32,9 @@ def make_engine(url: str, poolsize: int = 10, echo: bool = False, **kw: Any) -> 
     is_sqlite = url.startswith("sqlite")
     if is_sqlite:
         kw.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
     else:
         kw.setdefault("pool_size", poolsize)
         kw.setdefault("pool_pre_ping", True)
