@@ -38,6 +38,17 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, separators=(",", ":"))
 
 
+class _QuietProbes(logging.Filter):
+    """uvicorn warns on every TLS probe of a plain-HTTP port (skopeo, podman try HTTPS
+    first); keep those at debug level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage() == "Invalid HTTP request received.":
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 def configure_logging(settings: LogSettings) -> None:
     """Send all logs to stderr in the configured format."""
     handler = logging.StreamHandler(sys.stderr)
@@ -51,3 +62,4 @@ def configure_logging(settings: LogSettings) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.error").addFilter(_QuietProbes())

@@ -27,9 +27,7 @@ def push_blob(client: httpx.Client, name: str, data: bytes) -> str:
     return digest
 
 
-def image_manifest(
-    config: bytes, layers: list[bytes], **extra: Any
-) -> dict[str, Any]:
+def image_manifest(config: bytes, layers: list[bytes], **extra: Any) -> dict[str, Any]:
     """An OCI image manifest for the given config and layer bytes."""
     manifest: dict[str, Any] = {
         "schemaVersion": 2,
@@ -48,10 +46,14 @@ def push_image(
     client: httpx.Client, name: str, ref: str, layers: list[bytes], config: bytes | None = None
 ) -> tuple[str, bytes]:
     """Push blobs and a manifest; returns (manifest digest, manifest bytes)."""
-    config = config or json.dumps({"architecture": "amd64", "os": "linux", "n": len(layers)}).encode()
+    config = (
+        config or json.dumps({"architecture": "amd64", "os": "linux", "n": len(layers)}).encode()
+    )
     for blob in [config, *layers]:
         push_blob(client, name, blob)
     body = json.dumps(image_manifest(config, layers)).encode()
-    r = client.put(f"/v2/{name}/manifests/{ref}", content=body, headers={"Content-Type": OCI_MANIFEST})
+    r = client.put(
+        f"/v2/{name}/manifests/{ref}", content=body, headers={"Content-Type": OCI_MANIFEST}
+    )
     assert r.status_code == 201, r.text
     return digest_of(body), body

@@ -1,0 +1,39 @@
+"""Fixtures for the end-to-end tests: the test images and the real clients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.clients import Dockerd, Podman, Skopeo
+from tests.support.images import ImageSet, build_images
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory) -> ImageSet:
+    """The deterministic OCI layout (small, multilayer, multi, artifact, sbom), built once."""
+    return build_images(tmp_path_factory.mktemp("images") / "oci")
+
+
+@pytest.fixture(scope="session")
+def skopeo(tmp_path_factory: pytest.TempPathFactory) -> Skopeo:
+    return Skopeo(tmp_path_factory.mktemp("skopeo"))
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
+    client = Podman(tmp_path_factory.mktemp("podman"))
+    yield client
+    client.reset()
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> Iterator[Dockerd]:
+    """One private dockerd for the whole session, stopped (by its PID) at the end."""
+    daemon = Dockerd()
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
