@@ -2,7 +2,9 @@
 
 Each error renders as the spec's body ``{"errors": [{"code", "message", "detail"}]}``
 with its HTTP status; :class:`registry.middleware.errors.ErrorMiddleware` does the
-rendering.
+rendering. The spec allows only its own codes in a JSON error body, so the few 4xx
+errors without a spec code (a bad ``Range``, a path outside the API) answer with their
+message as plain text instead.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ class RegistryError(Exception):
     code: ClassVar[str] = "UNKNOWN"
     status: ClassVar[int] = 500
     default_message: ClassVar[str] = "unknown error"
+    # False for codes the spec does not define: the body is then plain text.
+    json_body: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -32,8 +36,14 @@ class RegistryError(Exception):
         self.http_status = status or self.status
         self.headers = headers or {}
 
+    @property
+    def media_type(self) -> str:
+        return "application/json" if self.json_body else "text/plain; charset=utf-8"
+
     def body(self) -> bytes:
-        """The JSON error body of the OCI distribution spec."""
+        """The JSON error body of the OCI distribution spec (or the message as text)."""
+        if not self.json_body:
+            return f"{self.message}\n".encode()
         err: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.detail is not None:
             err["detail"] = self.detail
@@ -116,6 +126,7 @@ class RangeInvalid(RegistryError):
         416,
         "requested range not satisfiable",
     )
+    json_body = False
 
 
 class PayloadTooLarge(RegistryError):
@@ -152,3 +163,4 @@ class NotFound(RegistryError):
     """A path that is not part of the API (HTTP 404)."""
 
     code, status, default_message = "NOT_FOUND", 404, "not found"
+    json_body = False

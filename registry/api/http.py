@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -13,6 +14,7 @@ from registry.errors import DigestInvalid, RangeInvalid
 from storage.digest import Digest, InvalidDigest
 
 API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
+_BYTE_RANGE = re.compile(r"([0-9]*)-([0-9]*)")
 
 
 def json_response(
@@ -53,48 +55,59 @@ def pagination(request: Request) -> tuple[int | None, str | None]:
     return n, request.query_params.get("last") or None
 
 
-def next_link(
+def fetch_limit(n: int | None) -> int | None:
+    """How many items to fetch for a page of ``n``: one more, to know if another follows."""
+    return None if n is None else n + 1
+
+
+def page(
     path: str, n: int | None, items: list[str], extra: dict[str, str] | None = None
-) -> dict[str, str]:
-    """The ``Link: <...>; rel="next"`` header when a page came back full."""
-    if n is None or n == 0 or len(items) < n:
-        return {}
+) -> tuple[list[str], dict[str, str]]:
+    """Cut ``items`` (fetched with :func:`fetch_limit`) to a page of ``n``, with the
+    ``Link: <...>; rel="next"`` header only when more items follow (never for ``n=0``)."""
+    if n is None or len(items) <= n:
+        return items, {}
+    items = items[:n]
+    if n == 0:
+        return items, {}
     params = dict(extra or {})
     params.update({"n": str(n), "last": items[-1]})
-    return {"Link": f'<{quote(path)}?{urlencode(params)}>; rel="next"'}
+    return items, {"Link": f'<{quote(path)}?{urlencode(params)}>; rel="next"'}
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """A single ``bytes=`` range as (start, end inclusive); None for no header.
+    """A single ``bytes=`` range as (start, end inclusive); None to send the whole blob.
 
-    Raises :class:`RangeInvalid` for a malformed or unsatisfiable range.
+    As RFC 9110 allows (and, for an unknown unit, requires), a Range that is not a
+    single well-formed byte range is ignored. Raises :class:`RangeInvalid` (416) only
+    for a valid range that the blob cannot satisfy.
     """
     if header is None:
         return None
-    bad = RangeInvalid(headers={"Content-Range": f"bytes */{size}"})
     unit, _, spec = header.partition("=")
     if unit.strip().lower() != "bytes" or "," in spec:
-        raise bad
-    first, sep, last = spec.strip().partition("-")
-    if not sep:
-        raise bad
-    try:
-        if first == "":
-            suffix = int(last)
-            if suffix <= 0:
-                raise bad
-            return max(size - suffix, 0), size - 1
-        start = int(first)
-        end = int(last) if last else size - 1
-    except ValueError:
-        raise bad from None
-    if start < 0 or start >= size or end < start:
+        return None
+    m = _BYTE_RANGE.fullmatch(spec.strip())
+    if m is None or m.group(0) == "-":
+        return None
+    first, last = m.groups()
+    bad = RangeInvalid(headers={"Content-Range": f"bytes */{size}"})
+    if first == "":
+        suffix = int(last)
+        if suffix <= 0:
+            raise bad
+        return max(size - suffix, 0), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if last and end < start:
+        return None  # invalid syntax (RFC 9110 14.1.1): ignored
+    if start >= size:
         raise bad
     return start, min(end, size - 1)
 
 
-def parse_content_range(header: str | None) -> int | None:
-    """The start offset of an upload chunk's ``Content-Range: start-end``; None if absent."""
+def parse_content_range(header: str | None) -> tuple[int, int] | None:
+    """An upload chunk's ``Content-Range: start-end`` (end inclusive); None if absent."""
     if not header:
         return None
     value = header.strip()
@@ -108,4 +121,4 @@ def parse_content_range(header: str | None) -> int | None:
         raise RangeInvalid("malformed Content-Range") from None
     if not sep or start < 0 or end < start - 1:
         raise RangeInvalid("malformed Content-Range")
-    return start
+    return start, end

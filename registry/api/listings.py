@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from registry.api.context import Services
-from registry.api.http import json_response, next_link, pagination
+from registry.api.http import fetch_limit, json_response, page, pagination
 from registry.content import mediatypes as mt
 from registry.errors import DigestInvalid
 from storage.digest import Digest, InvalidDigest
@@ -23,15 +23,16 @@ async def base(request: Request, svc: Services) -> Response:
 async def catalog(request: Request, svc: Services) -> Response:
     """``GET /v2/_catalog``: repository names, paginated with ``n`` and ``last``."""
     n, last = pagination(request)
-    names = await svc.meta.catalog(n, last)
-    return json_response({"repositories": names}, headers=next_link("/v2/_catalog", n, names))
+    names, link = page("/v2/_catalog", n, await svc.meta.catalog(fetch_limit(n), last))
+    return json_response({"repositories": names}, headers=link)
 
 
 async def tags_list(request: Request, svc: Services, name: str) -> Response:
     """``GET /v2/<name>/tags/list``: tags in lexical order, paginated."""
     n, last = pagination(request)
-    tags = await svc.manifests.tags(name, n, last)
-    link = next_link(f"/v2/{name}/tags/list", n, tags)
+    tags, link = page(
+        f"/v2/{name}/tags/list", n, await svc.manifests.tags(name, fetch_limit(n), last)
+    )
     return json_response({"name": name, "tags": tags}, headers=link)
 
 

@@ -8,7 +8,7 @@ from starlette.responses import Response
 from registry.api.context import Services
 from registry.api.http import empty, parse_content_range, query_digest
 from registry.content.names import check_name
-from registry.errors import BlobUploadInvalid, NameInvalid
+from registry.errors import BlobUploadInvalid, NameInvalid, SizeInvalid
 from registry.service.uploads import upload_range
 
 
@@ -32,6 +32,24 @@ def _length(request: Request) -> int | None:
         return int(raw)
     except ValueError:
         raise BlobUploadInvalid("invalid Content-Length") from None
+
+
+def _chunk_offset(request: Request) -> int | None:
+    """Where the chunk's Content-Range says it starts (None without one).
+
+    A Content-Range whose length differs from the Content-Length is SIZE_INVALID, as in
+    the reference registry, before any byte is taken.
+    """
+    rng = parse_content_range(request.headers.get("content-range"))
+    if rng is None:
+        return None
+    start, end = rng
+    length = _length(request)
+    if length is not None and length != end - start + 1:
+        raise SizeInvalid(
+            f"Content-Range {start}-{end} is {end - start + 1} bytes, Content-Length is {length}"
+        )
+    return start
 
 
 async def start_upload(request: Request, svc: Services, name: str) -> Response:
@@ -62,8 +80,7 @@ async def upload_status(request: Request, svc: Services, name: str, upload_id: s
 
 async def patch_upload(request: Request, svc: Services, name: str, upload_id: str) -> Response:
     """PATCH: append a chunk (streamed), optionally at the offset of its Content-Range."""
-    offset = parse_content_range(request.headers.get("content-range"))
-    size = await svc.uploads.append(name, upload_id, request.stream(), offset)
+    size = await svc.uploads.append(name, upload_id, request.stream(), _chunk_offset(request))
     return empty(202, _upload_headers(name, upload_id, size))
 
 
@@ -74,8 +91,7 @@ async def finish_upload(request: Request, svc: Services, name: str, upload_id: s
         raise BlobUploadInvalid("digest query parameter is required")
     length = _length(request)
     if length is None or length > 0 or request.headers.get("transfer-encoding"):
-        offset = parse_content_range(request.headers.get("content-range"))
-        await svc.uploads.append(name, upload_id, request.stream(), offset)
+        await svc.uploads.append(name, upload_id, request.stream(), _chunk_offset(request))
     await svc.uploads.finish(name, upload_id, digest)
     return _blob_created(name, str(digest))
 

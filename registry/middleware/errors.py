@@ -58,10 +58,11 @@ def _is_backend(exc: Exception) -> bool:
 
 
 async def _render(error: RegistryError, scope: Scope, send: Send) -> None:
-    body = b"" if scope["method"] == "HEAD" else error.body()
+    full = error.body()
+    body = b"" if scope["method"] == "HEAD" else full
     headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(error.body())).encode()),
+        (b"content-type", error.media_type.encode()),
+        (b"content-length", str(len(full)).encode()),
     ]
     headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
     await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
