@@ -59,6 +59,16 @@ def _new_manifest(digest: Digest, body: bytes, parsed: ParsedManifest) -> NewMan
     )
 
 
+def _reference(reference: str) -> tuple[str | None, Digest | None]:
+    """Tag or digest of a PUT or DELETE; DIGEST_INVALID or MANIFEST_INVALID if neither."""
+    try:
+        return parse_reference(reference)
+    except InvalidDigest as e:
+        if ":" in reference:
+            raise DigestInvalid(str(e)) from None
+        raise ManifestInvalid(f"invalid tag {reference[:200]!r}") from None
+
+
 class ManifestService:
     """Manifests of repositories: bytes in the blob store, everything else in metadata."""
 
@@ -87,10 +97,7 @@ class ManifestService:
             raise ManifestInvalid(
                 f"manifest is {len(body)} bytes, over the {self.max_size} byte limit", status=413
             )
-        try:
-            tag, ref_digest = parse_reference(reference)
-        except InvalidDigest as e:
-            raise DigestInvalid(str(e)) from None
+        tag, ref_digest = _reference(reference)
         parsed = parse_manifest(body, content_type)
         digest = Digest.of(body, ref_digest.algorithm if ref_digest else "sha256")
         if ref_digest is not None and ref_digest != digest:
@@ -146,10 +153,7 @@ class ManifestService:
         """Delete a manifest (by digest, with its tags) or a single tag (by tag)."""
         if not self.delete_enabled:
             raise Unsupported("deletes are disabled on this registry")
-        try:
-            tag, digest = parse_reference(reference)
-        except InvalidDigest as e:
-            raise DigestInvalid(str(e)) from None
+        tag, digest = _reference(reference)
         if tag is not None:
             if not await self.meta.delete_tag(repository, tag):
                 raise ManifestUnknown(detail={"tag": tag})
