@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 
 from starlette.types import Receive, Scope, Send
@@ -31,6 +32,7 @@ from storage.uploads import UploadStore
 
 log = logging.getLogger("wharf")
 CONFIG_ENV = "WHARF_CONFIG"
+IO_THREADS = 32
 
 
 def make_driver(settings: Settings) -> StorageDriver:
@@ -78,6 +80,12 @@ class Wharf:
         )
 
     async def startup(self) -> None:
+        # Blocking file I/O (fsync above all) runs in the default executor: give it room
+        # for the concurrency a registry sees, so slow syncs of one request do not queue
+        # every other request's small reads behind them.
+        executor = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="wharf-io")
+        asyncio.get_running_loop().set_default_executor(executor)
+        self._stack.callback(executor.shutdown, wait=False)
         self.services = await build_services(self.settings, self._stack)
         self._api = DistributionAPI(self.services)
         purging = self.settings.storage.maintenance.uploadpurging

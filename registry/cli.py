@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+import tempfile
 from typing import Any
 
 from registry.config import ConfigError, Settings, load_settings
@@ -18,6 +19,7 @@ from registry.meta.migrate import (
     head_revision,
     upgrade,
 )
+from registry.metrics import MULTIPROC_ENV
 
 
 def _settings(path: str | None) -> Settings:
@@ -54,12 +56,14 @@ def _serve(args: argparse.Namespace) -> int:
         "ssl_certfile": tls.certificate or None,
         "ssl_keyfile": tls.key or None,
     }
-    if settings.http.workers > 1:
+    workers = settings.http.worker_count
+    if workers > 1:
         if args.config:
             os.environ[CONFIG_ENV] = os.path.abspath(args.config)
-        uvicorn.run(
-            "registry.app:create_app", factory=True, workers=settings.http.workers, **common
-        )
+        with tempfile.TemporaryDirectory(prefix="wharf-metrics-") as metrics_dir:
+            # Every worker writes its metrics here; /metrics on any worker adds them up.
+            os.environ[MULTIPROC_ENV] = metrics_dir
+            uvicorn.run("registry.app:create_app", factory=True, workers=workers, **common)
     else:
         uvicorn.run(create_app(settings), **common)
     return 0

@@ -103,7 +103,15 @@ class HTTPSettings(_Section):
     host: str = ""
     prefix: str = ""
     tls: TLSSettings = TLSSettings()
-    workers: int = 1
+    workers: int = 0  # 0: one per CPU, at most 4
+
+    @property
+    def worker_count(self) -> int:
+        """Worker processes to run: ``workers``, or one per CPU (at most 4) when 0."""
+        if self.workers > 0:
+            return self.workers
+        return max(1, min(os.cpu_count() or 1, 4))
+
     headers: dict[str, list[str]] = Field(default_factory=dict)
 
     @property

@@ -36,6 +36,23 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _write_atomic(full: Path, data: bytes) -> None:
+    """Write a temporary file, fsync it, rename it over ``full``, fsync the directory."""
+    full.parent.mkdir(parents=True, exist_ok=True)
+    tmp = full.with_name(f".{full.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, full)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    _fsync_dir(full.parent)
+
+
 class FilesystemWriter:
     """A :class:`FileWriter` on a local file descriptor opened for appending."""
 
@@ -96,22 +113,12 @@ class FilesystemDriver:
 
     async def get_content(self, path: str) -> bytes:
         try:
-            async with aiofiles.open(self._full(path), "rb") as f:
-                data: bytes = await f.read()
-                return data
+            return await asyncio.to_thread(self._full(path).read_bytes)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise PathNotFound(path) from None
 
     async def put_content(self, path: str, data: bytes) -> None:
-        full = self._full(path)
-        await aiofiles.os.makedirs(full.parent, exist_ok=True)
-        tmp = full.with_name(f".{full.name}.{uuid.uuid4().hex}.tmp")
-        async with aiofiles.open(tmp, "wb") as f:
-            await f.write(data)
-            await f.flush()
-            await asyncio.to_thread(os.fsync, f.fileno())
-        await aiofiles.os.replace(tmp, full)
-        await asyncio.to_thread(_fsync_dir, full.parent)
+        await asyncio.to_thread(_write_atomic, self._full(path), data)
 
     async def reader(
         self, path: str, offset: int = 0, length: int | None = None

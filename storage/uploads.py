@@ -125,10 +125,8 @@ class UploadStore:
             try:
                 state.size = -1  # unknown until the copy ends cleanly
                 copied = await copy_hashing(chunks, writer, state.hasher)
-            except BaseException:
+            finally:
                 await writer.close()
-                raise
-            await writer.commit()  # durable before any metadata can point at it
             state.size = size + copied
             return writer.size
 
@@ -151,6 +149,8 @@ class UploadStore:
             if size is not None and size != actual_size:
                 await self._drop(upload_id)
                 raise ValueError(f"size mismatch: expected {size}, got {actual_size}")
+            # durable before it gets its content address and any metadata points at it
+            await (await self.driver.writer(upload_data_path(upload_id), append=True)).commit()
             await self.driver.move(upload_data_path(upload_id), blob_path(digest))
             await self._drop(upload_id)
             return actual_size

@@ -1,0 +1,137 @@
+"""Statements built once, with bound parameters, for the hot paths.
+
+Building a SQLAlchemy statement and its cache key costs more than running it on
+SQLite; these are built at first use and reused by every request.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Table, bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from registry.meta.tables import blobs, manifests, repositories, repository_blobs, tags
+
+MANIFEST_COLUMNS = (
+    manifests.c.digest,
+    manifests.c.media_type,
+    manifests.c.size,
+    manifests.c.artifact_type,
+    manifests.c.annotations,
+)
+NO_LIMIT = 2**31 - 1
+
+
+@cache
+def repository_id() -> Any:
+    """Parameters: ``name``."""
+    return select(repositories.c.id).where(repositories.c.name == bindparam("name"))
+
+
+@cache
+def blob_size_in_repository() -> Any:
+    """Parameters: ``name``, ``digest``."""
+    return (
+        select(blobs.c.size)
+        .select_from(
+            repositories.join(
+                repository_blobs, repository_blobs.c.repository_id == repositories.c.id
+            ).join(blobs, blobs.c.digest == repository_blobs.c.digest)
+        )
+        .where(
+            repositories.c.name == bindparam("name"),
+            repository_blobs.c.digest == bindparam("digest"),
+        )
+    )
+
+
+@cache
+def manifest_by_tag() -> Any:
+    """Parameters: ``name``, ``tag``."""
+    return (
+        select(*MANIFEST_COLUMNS)
+        .select_from(
+            repositories.join(manifests, manifests.c.repository_id == repositories.c.id).join(
+                tags, tags.c.manifest_id == manifests.c.id
+            )
+        )
+        .where(repositories.c.name == bindparam("name"), tags.c.name == bindparam("tag"))
+    )
+
+
+@cache
+def manifest_by_digest() -> Any:
+    """Parameters: ``name``, ``digest``."""
+    return (
+        select(*MANIFEST_COLUMNS)
+        .select_from(repositories.join(manifests, manifests.c.repository_id == repositories.c.id))
+        .where(
+            repositories.c.name == bindparam("name"),
+            manifests.c.digest == bindparam("digest"),
+        )
+    )
+
+
+@cache
+def manifest_id() -> Any:
+    """Parameters: ``repository_id``, ``digest``."""
+    return select(manifests.c.id).where(
+        manifests.c.repository_id == bindparam("repository_id"),
+        manifests.c.digest == bindparam("digest"),
+    )
+
+
+@cache
+def tag_page() -> Any:
+    """Parameters: ``name``, ``last`` ('' for the first page), ``limit``."""
+    return (
+        select(tags.c.name)
+        .select_from(repositories.join(tags, tags.c.repository_id == repositories.c.id))
+        .where(repositories.c.name == bindparam("name"), tags.c.name > bindparam("last"))
+        .order_by(tags.c.name)
+        .limit(bindparam("limit"))
+    )
+
+
+@cache
+def insert_ignore(table: Table, dialect: str) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` for ``table`` (rows given at execution)."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table).on_conflict_do_nothing()
+
+
+@cache
+def set_tag(dialect: str) -> Any:
+    """Upsert of a tag. Parameters: ``repository_id``, ``name``, ``manifest_id``,
+    ``updated_at``."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(tags).values(
+        repository_id=bindparam("repository_id"),
+        name=bindparam("name"),
+        manifest_id=bindparam("manifest_id"),
+        updated_at=bindparam("updated_at"),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[tags.c.repository_id, tags.c.name],
+        set_={"manifest_id": stmt.excluded.manifest_id, "updated_at": stmt.excluded.updated_at},
+    )
+
+
+@cache
+def linked_blobs() -> Any:
+    """Which of ``digests`` are linked to ``repository_id``."""
+    return select(repository_blobs.c.digest).where(
+        repository_blobs.c.repository_id == bindparam("repository_id"),
+        repository_blobs.c.digest.in_(bindparam("digests", expanding=True)),
+    )
+
+
+@cache
+def present_manifests() -> Any:
+    """Which of ``digests`` are manifests of ``repository_id``."""
+    return select(manifests.c.digest).where(
+        manifests.c.repository_id == bindparam("repository_id"),
+        manifests.c.digest.in_(bindparam("digests", expanding=True)),
+    )
