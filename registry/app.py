@@ -14,6 +14,7 @@ from registry.api.context import Services
 from registry.api.router import DistributionAPI
 from registry.config import Settings, load_settings
 from registry.errors import NotFound
+from registry.logs import configure_logging
 from registry.meta.db import Database
 from registry.meta.migrate import ensure_schema
 from registry.meta.store import MetadataStore
@@ -164,6 +165,7 @@ async def _plain(send: Send, status: int, body: bytes, content_type: str) -> Non
 
 def create_app(settings: Settings | None = None) -> Wharf:
     """The ASGI app for ``settings`` (read from ``$WHARF_CONFIG`` and the environment if None)."""
-    if settings is None:
+    if settings is None:  # a worker process started by `wharf serve`
         settings = load_settings(os.environ.get(CONFIG_ENV) or None)
+        configure_logging(settings.log)
     return Wharf(settings)
