@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import shutil
 import uuid
@@ -51,6 +52,21 @@ def _write_atomic(full: Path, data: bytes) -> None:
             os.remove(tmp)
         raise
     _fsync_dir(full.parent)
+
+
+def _open_locked(full: Path, append: bool) -> int:
+    """Open for writing and take an exclusive lock, held until the descriptor is closed,
+    so two processes never append to one file at once."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else 0)
+    fd = os.open(full, flags, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if not append:
+            os.ftruncate(fd, 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class FilesystemWriter:
@@ -145,8 +161,7 @@ class FilesystemDriver:
     async def writer(self, path: str, append: bool = False) -> FileWriter:
         full = self._full(path)
         await aiofiles.os.makedirs(full.parent, exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-        fd = await asyncio.to_thread(os.open, full, flags, 0o644)
+        fd = await asyncio.to_thread(_open_locked, full, append)
         size = os.fstat(fd).st_size
         return FilesystemWriter(full, fd, size)
 

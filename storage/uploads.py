@@ -117,12 +117,14 @@ class UploadStore:
         in the upload (the client may resume from the size it reads back).
         """
         async with self._lock(upload_id):
-            size = await self.size(upload_id)
-            if offset is not None and offset != size:
-                raise UploadOffsetMismatch(size)
-            state = await self._hash_state(upload_id, size)
+            await self.size(upload_id)  # UploadNotFound before creating anything
+            # The writer holds the upload against other processes until it is closed.
             writer = await self.driver.writer(upload_data_path(upload_id), append=True)
             try:
+                size = writer.size
+                if offset is not None and offset != size:
+                    raise UploadOffsetMismatch(size)
+                state = await self._hash_state(upload_id, size)
                 state.size = -1  # unknown until the copy ends cleanly
                 copied = await copy_hashing(chunks, writer, state.hasher)
             finally:

@@ -93,3 +93,18 @@ async def test_list_move_delete(driver: StorageDriver) -> None:
     with pytest.raises(PathNotFound):
         await driver.stat("d/two/x")
     assert await driver.redirect_url("e/target") is None
+
+
+async def test_filesystem_writer_excludes_a_second_writer(tmp_path: Path) -> None:
+    import asyncio
+
+    driver = FilesystemDriver(tmp_path / "root")
+    first = await driver.writer("up/data", append=True)
+    second = asyncio.ensure_future(driver.writer("up/data", append=True))
+    await asyncio.sleep(0.2)
+    assert not second.done(), "a second writer must wait for the first to close"
+    await first.write(b"abc")
+    await first.close()
+    other = await asyncio.wait_for(second, 5)
+    assert other.size == 3
+    await other.close()
