@@ -76,7 +76,9 @@ class FilesystemWriter:
         self._path = path
         self._fd: int | None = fd
         self._size = size
-        self._synced_to = size
+        # Writeback is started per 32 MiB of the file, whichever writer wrote them, so an
+        # upload sent as many small PATCHes still has little left to sync at the end.
+        self._synced_to = size - size % WRITEBACK_EVERY
 
     @property
     def size(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterable
@@ -22,6 +23,7 @@ from storage.layout import blob_path, upload_data_path, upload_dir, upload_info_
 from storage.pipeline import copy_hashing, hash_update
 
 _UUID_CHARS = set("0123456789abcdef-")
+log = logging.getLogger("wharf.uploads")
 
 
 class UploadNotFound(Exception):
@@ -139,6 +141,7 @@ class UploadStore:
         deleted) or ``ValueError`` when ``size`` is given and differs.
         """
         async with self._lock(upload_id):
+            started = time.perf_counter()
             actual_size = await self.size(upload_id)
             if digest.algorithm == "sha256":
                 state = await self._hash_state(upload_id, actual_size)
@@ -151,10 +154,21 @@ class UploadStore:
             if size is not None and size != actual_size:
                 await self._drop(upload_id)
                 raise ValueError(f"size mismatch: expected {size}, got {actual_size}")
+            verified = time.perf_counter()
             # durable before it gets its content address and any metadata points at it
             await (await self.driver.writer(upload_data_path(upload_id), append=True)).commit()
+            synced = time.perf_counter()
             await self.driver.move(upload_data_path(upload_id), blob_path(digest))
             await self._drop(upload_id)
+            log.debug(
+                "upload %s committed as %s (%d bytes): verify %.1f ms, sync %.1f ms, move %.1f ms",
+                upload_id,
+                digest,
+                actual_size,
+                (verified - started) * 1000,
+                (synced - verified) * 1000,
+                (time.perf_counter() - synced) * 1000,
+            )
             return actual_size
 
     async def ids(self) -> list[str]:
