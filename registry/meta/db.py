@@ -127,9 +127,9 @@ class Database:
             return result
 
     async def ping(self) -> None:
-        """Run a trivial query; raises if the database is unreachable."""
+        """Read the schema version; raises if the database is unreachable or unreadable."""
         async with self.engine.connect() as conn:
-            await conn.exec_driver_sql("SELECT 1")
+            await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
 
     async def close(self) -> None:
         await self.engine.dispose()

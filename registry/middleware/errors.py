@@ -45,7 +45,7 @@ class ErrorMiddleware:
             else:
                 log.exception("unhandled error on %s %s", scope["method"], scope["path"])
                 error = (
-                    Unavailable("internal error", status=500)
+                    Unavailable("metadata database unavailable, try again")
                     if _is_backend(exc)
                     else RegistryError()
                 )

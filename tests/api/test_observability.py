@@ -66,3 +66,18 @@ def test_access_log_explains_requests(client: httpx.Client, wharf: WharfServer) 
     assert entry["status"] == 404
     assert entry["error"] == "MANIFEST_UNKNOWN"
     assert entry["duration_ms"] >= 0
+
+
+def test_broken_database_gives_503_not_a_crash(make_wharf: Callable[..., WharfServer]) -> None:
+    server = make_wharf({"http": {"workers": 1}})
+    with server.client() as c:
+        assert c.get("/healthz").status_code == 200
+        db = server.root / "wharf.db"
+        for path in (db, db.with_name("wharf.db-wal"), db.with_name("wharf.db-shm")):
+            if path.exists():
+                path.write_bytes(b"this is not a database" * 100)
+        r = c.get("/v2/some/repo/tags/list")
+        assert r.status_code == 503
+        assert r.json()["errors"][0]["code"] == "UNAVAILABLE"
+        assert c.get("/healthz").status_code == 503
+        assert c.get("/v2/").status_code == 200  # the process is alive and answering
