@@ -8,10 +8,11 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from registry.api.context import Services
 from registry.api.router import DistributionAPI
+from registry.api.token import TokenEndpoint, build_token_endpoint
 from registry.config import Settings, load_settings
 from registry.errors import NotFound
 from registry.logs import configure_logging
@@ -19,6 +20,7 @@ from registry.meta.db import Database
 from registry.meta.migrate import ensure_schema
 from registry.meta.store import MetadataStore
 from registry.metrics import Metrics
+from registry.middleware.auth import AuthMiddleware, build_auth
 from registry.middleware.errors import ErrorMiddleware
 from registry.middleware.observe import ObserveMiddleware
 from registry.service.blobs import BlobService
@@ -44,6 +46,14 @@ def make_driver(settings: Settings) -> StorageDriver:
     root = settings.storage.filesystem.rootdirectory
     os.makedirs(root, exist_ok=True)
     return FilesystemDriver(root)
+
+
+def check_auth(settings: Settings) -> None:
+    """Load the auth files (htpasswd, keys) once, to stop `serve` early with a
+    :class:`ConfigError` rather than in every worker."""
+    setup = build_auth(settings.auth)
+    if setup is not None:
+        build_token_endpoint(settings.auth, setup)
 
 
 async def build_services(settings: Settings, stack: AsyncExitStack) -> Services:
@@ -73,8 +83,16 @@ class Wharf:
         self.services: Services | None = None
         self._api: DistributionAPI | None = None
         self._stack = AsyncExitStack()
+        # auth (issue #4): files are read here, so a bad htpasswd or key stops `serve`
+        self._auth = build_auth(settings.auth)
+        self._token: TokenEndpoint | None = (
+            build_token_endpoint(settings.auth, self._auth) if self._auth else None
+        )
+        inner: ASGIApp = self._dispatch
+        if self._auth is not None:
+            inner = AuthMiddleware(inner, self._auth.gate, self._match)
         self._handler = ObserveMiddleware(
-            ErrorMiddleware(self._dispatch),
+            ErrorMiddleware(inner),
             self.metrics,
             log_enabled=not settings.log.accesslog.disabled,
             extra_headers=settings.http.headers,
@@ -130,9 +148,16 @@ class Wharf:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def _match(self, path: str) -> tuple[str, dict[str, str]] | None:
+        """The route label and parameters of a ``/v2/`` path, for the auth middleware."""
+        found = self._api.match(path) if self._api is not None else None
+        return (found[0].label, found[1]) if found else None
+
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
-        if path.startswith("/v2") and self._api is not None:
+        if self._token is not None and path == self._token.path:
+            await self._token(scope, receive, send)
+        elif path.startswith("/v2") and self._api is not None:
             await self._api(scope, receive, send)
         elif path == "/metrics":
             scope["wharf.route"] = "metrics"

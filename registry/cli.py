@@ -33,11 +33,16 @@ def _settings(path: str | None) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from registry.app import CONFIG_ENV, create_app, make_driver
+    from registry.app import CONFIG_ENV, check_auth, create_app, make_driver
 
     settings = _settings(args.config)
     configure_logging(settings.log)
     make_driver(settings)
+    try:
+        check_auth(settings)
+    except ConfigError as e:
+        print(f"wharf: {e}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(ensure_schema(settings.database_url))
     except SchemaOutOfDate as e:
@@ -88,6 +93,38 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keygen(args: argparse.Namespace) -> int:
+    from auth.keys import generate_self_signed
+
+    os.makedirs(args.directory, exist_ok=True)
+    key_pem, cert_pem = generate_self_signed(args.cn, args.algorithm, args.days)
+    key_path = os.path.join(args.directory, "token.key")
+    cert_path = os.path.join(args.directory, "token.crt")
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key_pem)
+    with open(cert_path, "wb") as f:
+        f.write(cert_pem)
+    print(f"wrote {key_path} (private, 0600) and {cert_path}")
+    print("use them as auth.tokenserver.key / .certificate (and auth.token.rootcertbundle)")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from registry.middleware.auth import build_policy
+
+    settings = _settings(args.config)
+    policy = build_policy(settings.auth.policy)
+    who = None if args.user in ("-", "anonymous") else policy.identity(args.user)
+    decision = policy.explain(who, args.repository)
+    actions = ",".join(sorted(decision.expanded)) or "nothing"
+    print(f"{args.user} on {args.repository}: {actions}")
+    print(f"  because {decision.reason}")
+    if who is not None and who.groups:
+        print(f"  groups: {', '.join(sorted(who.groups))}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     p = argparse.ArgumentParser(prog="wharf", description="Wharf, an OCI container image registry.")
@@ -102,6 +139,21 @@ def parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="print the effective configuration")
     cfg.add_argument("config", nargs="?", help="YAML config file")
     cfg.set_defaults(func=_config)
+    auth = sub.add_parser("auth", help="token service keys")
+    auth_sub = auth.add_subparsers(dest="auth_command", required=True)
+    keygen = auth_sub.add_parser("keygen", help="a signing key and self-signed certificate")
+    keygen.add_argument("directory", help="where to write token.key and token.crt")
+    keygen.add_argument("--algorithm", choices=["ES256", "RS256"], default="ES256")
+    keygen.add_argument("--cn", default="wharf token signer", help="certificate common name")
+    keygen.add_argument("--days", type=int, default=365)
+    keygen.set_defaults(func=_keygen)
+    policy = sub.add_parser("policy", help="access policy")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    explain = policy_sub.add_parser("explain", help="what USER may do in REPOSITORY, and why")
+    explain.add_argument("user", help="user name ('anonymous' for callers without one)")
+    explain.add_argument("repository")
+    explain.add_argument("-c", "--config", help="YAML config file")
+    explain.set_defaults(func=_explain)
     return p
 
 

@@ -133,6 +133,105 @@ class ValidationSettings(_Section):
     manifestmaxsize: int = 4 * 1024 * 1024
 
 
+class HtpasswdSettings(_Section):
+    """``auth.htpasswd``: Basic auth against an htpasswd file (bcrypt)."""
+
+    realm: str = "wharf"
+    path: str
+
+
+class TokenSettings(_Section):
+    """``auth.token``: bearer tokens from a token service (the reference's keys)."""
+
+    realm: str
+    service: str
+    issuer: str
+    rootcertbundle: str = ""
+    jwks: str = ""
+    autoredirect: bool = False
+
+
+class TokenServerSettings(_Section):
+    """``auth.tokenserver`` (Wharf's own): the built-in token service at ``auth.token.realm``.
+
+    It signs with ``key``; ``certificate`` is the key's certificate chain (leaf first),
+    sent as ``x5c``. Users come from ``auth.htpasswd``.
+    """
+
+    enabled: bool = True
+    key: str
+    certificate: str
+    expiration: str = "5m"
+    refreshexpiration: str = "720h"
+
+    @field_validator("expiration", "refreshexpiration", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> str:
+        parse_duration(value)
+        return str(value)
+
+
+class SubjectSettings(_Section):
+    users: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+
+
+class PolicyRuleSettings(_Section):
+    """One access rule: ``actions`` on ``repository`` globs for the named subjects."""
+
+    repository: str | list[str]
+    actions: list[Literal["pull", "push", "delete", "*"]]
+    users: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+    authenticated: bool = False
+    anonymous: bool = False
+
+    @property
+    def repositories(self) -> list[str]:
+        return [self.repository] if isinstance(self.repository, str) else self.repository
+
+
+class PolicySettings(_Section):
+    """``auth.policy``: who may do what (without it, any authenticated user may do all)."""
+
+    admins: SubjectSettings = SubjectSettings()
+    catalog: SubjectSettings = SubjectSettings()
+    groups: dict[str, list[str]] = Field(default_factory=dict)
+    rules: list[PolicyRuleSettings] = Field(default_factory=list)
+
+
+class AuthSettings(BaseModel):
+    """``auth``: none (the default, open), ``htpasswd`` (Basic) or ``token`` (Bearer)."""
+
+    # unknown methods (silly, ldap ...) must not leave the registry silently open
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    htpasswd: HtpasswdSettings | None = None
+    token: TokenSettings | None = None
+    tokenserver: TokenServerSettings | None = None
+    policy: PolicySettings | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AuthSettings:
+        if self.tokenserver is not None and self.tokenserver.enabled and self.token is None:
+            raise ValueError("auth.tokenserver needs auth.token (realm, service, issuer)")
+        if self.token is not None and not (
+            self.token.rootcertbundle or self.token.jwks or self.tokenserver
+        ):
+            raise ValueError("auth.token needs rootcertbundle or jwks (or auth.tokenserver)")
+        return self
+
+    @property
+    def mode(self) -> Literal["none", "htpasswd", "token"]:
+        """How the registry checks callers: bearer tokens win over Basic auth (then
+        ``auth.htpasswd`` only gives the built-in token service its users)."""
+        if self.token is not None:
+            return "token"
+        if self.htpasswd is not None:
+            return "htpasswd"
+        return "none"
+
+
 class Settings(_Section):
     """Everything the registry is configured with."""
 
@@ -142,6 +241,7 @@ class Settings(_Section):
     http: HTTPSettings = HTTPSettings()
     database: DatabaseSettings = DatabaseSettings()
     validation: ValidationSettings = ValidationSettings()
+    auth: AuthSettings = AuthSettings()
 
     @field_validator("version", mode="before")
     @classmethod

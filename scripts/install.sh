@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install Wharf into ./.venv. With --test, also everything the test suite needs:
 # Debian packages for the real clients and peers (skopeo, podman, docker.io, the reference
-# registry) and the Python test tools.
+# registry, PostgreSQL) and the Python test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
@@ -13,6 +13,8 @@ APT_PKGS=(python3 python3-venv python3-pip ca-certificates curl openssl)
 if [[ $WITH_TESTS == 1 ]]; then
   # real clients and peers for the end-to-end tests and the benchmark
   APT_PKGS+=(skopeo podman uidmap runc docker.io docker-registry iproute2)
+  # PostgreSQL server binaries: the tests start a private cluster of their own
+  APT_PKGS+=(postgresql)
 fi
 missing=()
 for p in "${APT_PKGS[@]}"; do

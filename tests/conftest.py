@@ -9,7 +9,21 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.postgres import PostgresCluster, find_bindir
 from tests.support.server import WharfServer
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A private PostgreSQL cluster (Debian's binaries) for the session, stopped at the end."""
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.fail("PostgreSQL is not installed: run ./scripts/install.sh --test")
+    cluster = PostgresCluster(bindir).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -14,6 +15,8 @@ from registry.content import mediatypes as mt
 from registry.errors import DigestInvalid
 from storage.digest import Digest, InvalidDigest
 
+CATALOG_BATCH = 1000
+
 
 async def base(request: Request, svc: Services) -> Response:
     """``GET /v2/``: the API is here."""
@@ -23,8 +26,28 @@ async def base(request: Request, svc: Services) -> Response:
 async def catalog(request: Request, svc: Services) -> Response:
     """``GET /v2/_catalog``: repository names, paginated with ``n`` and ``last``."""
     n, last = pagination(request)
-    names, link = page("/v2/_catalog", n, await svc.meta.catalog(fetch_limit(n), last))
+    visible = request.scope.get("wharf.catalog_filter")  # set by the auth middleware
+    if visible is None:
+        found = await svc.meta.catalog(fetch_limit(n), last)
+    else:
+        found = await _filtered_catalog(svc, visible, fetch_limit(n), last)
+    names, link = page("/v2/_catalog", n, found)
     return json_response({"repositories": names}, headers=link)
+
+
+async def _filtered_catalog(
+    svc: Services, visible: Callable[[str], bool], limit: int | None, last: str | None
+) -> list[str]:
+    """Up to ``limit`` names after ``last`` that ``visible`` lets the caller see, read
+    from the database in batches."""
+    names: list[str] = []
+    while limit is None or len(names) < limit:
+        batch = await svc.meta.catalog(CATALOG_BATCH, last)
+        names += [name for name in batch if visible(name)]
+        if len(batch) < CATALOG_BATCH:
+            break
+        last = batch[-1]
+    return names if limit is None else names[:limit]
 
 
 async def tags_list(request: Request, svc: Services, name: str) -> Response:

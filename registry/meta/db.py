@@ -4,7 +4,10 @@ Metadata code is written once, as plain functions of a synchronous ``Connection`
 run here:
 
 - reads on the async engine (aiosqlite or asyncpg) through ``run_sync``;
-- writes on PostgreSQL in an async transaction the same way;
+- writes on PostgreSQL in an async transaction the same way, retried a few times when
+  PostgreSQL reports a race with another writer (a unique or foreign key violation, a
+  serialization failure, a deadlock) or a connection lost in the middle (a restarted
+  server): every write function is safe to run again;
 - writes on SQLite in one dedicated writer thread with a synchronous engine: SQLite has a
   single writer anyway, and running each whole transaction in one hop keeps the write
   lock short (an async transaction holds it across one event-loop turn per statement).
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
+import random
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -24,10 +29,47 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 T = TypeVar("T")
+log = logging.getLogger("wharf.db")
+
+# PostgreSQL errors that mean "another transaction got there first": running the same
+# transaction again sees its committed result (ON CONFLICT then finds the row, a deleted
+# manifest is inserted again, ...).
+RETRYABLE_SQLSTATES = frozenset(
+    {
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "23505",  # unique_violation
+        "23503",  # foreign_key_violation
+    }
+)
+PG_ATTEMPTS = 5
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """The server is unreachable, restarting, or dropped the connection: nothing was done."""
+    if isinstance(exc, OSError):  # refused, reset: asyncpg lets these through on connect
+        return True
+    if isinstance(exc, DBAPIError):
+        state = getattr(exc.orig, "sqlstate", None) or ""
+        return exc.connection_invalidated or state.startswith(("08", "57P"))
+    return False
+
+
+def _lost_race(exc: BaseException) -> bool:
+    """Another writer got there first."""
+    return (
+        isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+    )
+
+
+async def _backoff(attempt: int) -> None:
+    # 10 ms, 20 ms, ... 160 ms on average: rides out a lock wait or a fast restart.
+    await asyncio.sleep(random.uniform(0.5, 1.5) * 0.01 * 2**attempt)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -52,7 +94,10 @@ def make_engine(url: str, poolsize: int = 10, echo: bool = False, **kw: Any) -> 
     if is_sqlite:
         _sqlite_kwargs(url, kw)
     else:
+        # At most ``poolsize`` connections per process, no overflow: what a node opens
+        # is known (nodes x workers x poolsize must stay below max_connections).
         kw.setdefault("pool_size", poolsize)
+        kw.setdefault("max_overflow", 0)
         kw.setdefault("pool_pre_ping", True)
     engine = create_async_engine(url, echo=echo, **kw)
     if is_sqlite:
@@ -101,16 +146,40 @@ class Database:
 
     async def run_read(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(connection, *args)`` on a connection that sees committed data."""
-        async with self.engine.connect() as conn:
-            return await conn.run_sync(fn, *args)
+        if self.is_sqlite:
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(fn, *args)
+        return await self._run_postgres(False, fn, args)
 
     async def run_write(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(connection, *args)`` in a transaction: committed if it returns, else rolled back."""
-        if self._writer is None:
-            async with self.engine.begin() as conn:
-                return await conn.run_sync(fn, *args)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, self._sqlite_transaction, fn, args)
+        """``fn(connection, *args)`` in a transaction: committed if it returns, else rolled back.
+
+        On PostgreSQL a transaction that lost a race with another writer, or its
+        connection, is run again, up to ``PG_ATTEMPTS`` times in all.
+        """
+        if self._writer is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._writer, self._sqlite_transaction, fn, args)
+        return await self._run_postgres(True, fn, args)
+
+    async def _run_postgres(self, write: bool, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        for attempt in range(PG_ATTEMPTS):
+            try:
+                if write:
+                    async with self.engine.begin() as conn:
+                        return await conn.run_sync(fn, *args)
+                async with self.engine.connect() as conn:
+                    return await conn.run_sync(fn, *args)
+            except (DBAPIError, OSError) as e:
+                lost = _connection_lost(e)
+                if attempt == PG_ATTEMPTS - 1 or not (lost or (write and _lost_race(e))):
+                    if isinstance(e, OSError):  # answered as 503 like other database errors
+                        raise OperationalError(fn.__name__, None, e) from e
+                    raise
+                reason = "database unreachable" if lost else "lost a race"
+                log.info("%s: running %s again: %s", reason, fn.__name__, e)
+                await _backoff(attempt)
+        raise AssertionError("unreachable")
 
     def _sqlite_transaction(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         assert self._writer_engine is not None

@@ -32,30 +32,46 @@ def head_revision() -> str:
     return head
 
 
+# Held (on PostgreSQL) while a process reads the schema revision and migrates: nodes and
+# workers starting at once on an empty database create the schema once, one after another.
+MIGRATION_LOCK_KEY = 0x77686172  # "whar"
+
+
+def _lock(sync_conn: Any) -> None:
+    if sync_conn.dialect.name == "postgresql":
+        sync_conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
+
+
+def _revision(sync_conn: Any) -> str | None:
+    rev: str | None = MigrationContext.configure(sync_conn).get_current_revision()
+    return rev
+
+
+def _upgrade(sync_conn: Any, revision: str) -> None:
+    cfg = _config()
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, revision)
+
+
 async def current_revision(url: str) -> str | None:
     """The database's revision, or None for an empty database."""
-    engine = make_engine(url)
+    engine = make_engine(url, poolsize=1)
     try:
         async with engine.connect() as conn:
-
-            def rev(sync_conn: Any) -> str | None:
-                return MigrationContext.configure(sync_conn).get_current_revision()
-
-            return await conn.run_sync(rev)
+            return await conn.run_sync(_revision)
     finally:
         await engine.dispose()
 
 
 async def upgrade(url: str, revision: str = "head") -> None:
     """Apply migrations up to ``revision``."""
-    engine = make_engine(url)
+    engine = make_engine(url, poolsize=1)
     try:
         async with engine.begin() as conn:
 
             def run(sync_conn: Any) -> None:
-                cfg = _config()
-                cfg.attributes["connection"] = sync_conn
-                command.upgrade(cfg, revision)
+                _lock(sync_conn)
+                _upgrade(sync_conn, revision)
 
             await conn.run_sync(run)
     finally:
@@ -66,12 +82,25 @@ async def ensure_schema(url: str) -> None:
     """Create the schema in an empty database; refuse an out-of-date one.
 
     Raises :class:`SchemaOutOfDate` telling the operator to run ``wharf db upgrade``.
+    On PostgreSQL the check and the creation hold an advisory lock, so that several
+    nodes starting on an empty database create the schema once.
     """
-    current = await current_revision(url)
     head = head_revision()
-    if current is None:
-        await upgrade(url)
-    elif current != head:
+    engine = make_engine(url, poolsize=1)
+    try:
+        async with engine.begin() as conn:
+
+            def check(sync_conn: Any) -> str | None:
+                _lock(sync_conn)
+                current = _revision(sync_conn)
+                if current is None:
+                    _upgrade(sync_conn, "head")
+                return current
+
+            current = await conn.run_sync(check)
+    finally:
+        await engine.dispose()
+    if current is not None and current != head:
         raise SchemaOutOfDate(
             f"database schema is at revision {current}, this Wharf needs {head}: "
             "run `wharf db upgrade` first"

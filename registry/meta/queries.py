@@ -84,6 +84,17 @@ def manifest_id() -> Any:
 
 
 @cache
+def manifest_id_locked() -> Any:
+    """:func:`manifest_id`, locking the row (``FOR UPDATE`` on PostgreSQL, nothing on SQLite).
+
+    A delete locks the manifest before its tags, in the order a push takes them (the
+    manifest row by its upsert, then the tag): concurrent pushes and deletes of one
+    manifest queue instead of deadlocking.
+    """
+    return manifest_id().with_for_update()
+
+
+@cache
 def tag_page() -> Any:
     """Parameters: ``name``, ``last`` ('' for the first page), ``limit``."""
     return (
@@ -117,6 +128,25 @@ def set_tag(dialect: str) -> Any:
         index_elements=[tags.c.repository_id, tags.c.name],
         set_={"manifest_id": stmt.excluded.manifest_id, "updated_at": stmt.excluded.updated_at},
     )
+
+
+@cache
+def upsert_manifest(dialect: str) -> Any:
+    """Insert a manifest row, or keep the existing one; returns its ``id``.
+
+    Parameters: the columns of ``manifests`` but ``id``. On a conflict the row is
+    "updated" to itself, which on PostgreSQL locks it until the transaction ends: a
+    concurrent delete of the same manifest cannot slip in between this statement and the
+    rows that reference it (``ON CONFLICT DO NOTHING`` would return no id then).
+    """
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(manifests).values(
+        {column.name: bindparam(column.name) for column in manifests.c if column.name != "id"}
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[manifests.c.repository_id, manifests.c.digest],
+        set_={"digest": stmt.excluded.digest},
+    ).returning(manifests.c.id)
 
 
 @cache

@@ -136,9 +136,7 @@ def _put_manifest(conn: Connection, repository: str, new: NewManifest, tag: str 
         "annotations": new.annotations,
         "created_at": _now(),
     }
-    _insert_ignore(conn, manifests, [row])
-    params = {"repository_id": repo_id, "digest": new.digest}
-    manifest_id = conn.execute(q.manifest_id(), params).scalar_one()
+    manifest_id = conn.execute(q.upsert_manifest(conn.dialect.name), row).scalar_one()
     _insert_ignore(
         conn,
         manifest_blobs,
@@ -167,14 +165,16 @@ def _delete_manifest(conn: Connection, repository: str, digest: str) -> bool:
     if repo_id is None:
         return False
     params = {"repository_id": repo_id, "digest": digest}
-    manifest_id = conn.execute(q.manifest_id(), params).scalar()
+    manifest_id = conn.execute(q.manifest_id_locked(), params).scalar()
     if manifest_id is None:
         return False
     conn.execute(delete(tags).where(tags.c.manifest_id == manifest_id))
     conn.execute(delete(manifest_blobs).where(manifest_blobs.c.manifest_id == manifest_id))
     conn.execute(delete(manifest_children).where(manifest_children.c.parent_id == manifest_id))
-    conn.execute(delete(manifests).where(manifests.c.id == manifest_id))
-    return True
+    # On PostgreSQL two nodes may both have found the manifest: the second DELETE waits
+    # for the first to commit and then removes nothing, and that delete answers 404.
+    result = conn.execute(delete(manifests).where(manifests.c.id == manifest_id))
+    return bool(result.rowcount)
 
 
 def _delete_tag(conn: Connection, repository: str, tag: str) -> bool:

@@ -15,6 +15,17 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import postgresql
+
+
+def name_type(length: int) -> String:
+    """A name compared and ordered byte by byte, as on SQLite, also on PostgreSQL.
+
+    Tag and repository listings are in lexical order and paginate with ``name > last``;
+    PostgreSQL would otherwise use the database's locale (``en_US``: ``a`` < ``B``).
+    """
+    return String(length).with_variant(postgresql.VARCHAR(length, collation="C"), "postgresql")
+
 
 metadata = MetaData()
 
@@ -22,7 +33,7 @@ repositories = Table(
     "repositories",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("name", String(255), nullable=False, unique=True),
+    Column("name", name_type(255), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -105,7 +116,7 @@ tags = Table(
         ForeignKey("repositories.id", ondelete="CASCADE"),
         primary_key=True,
     ),
-    Column("name", String(128), primary_key=True),
+    Column("name", name_type(128), primary_key=True),
     Column(
         "manifest_id",
         Integer,

@@ -97,6 +97,9 @@ class ObserveMiddleware:
         }
         if error:
             entry["error"] = error
+        user = scope.get("wharf.user")
+        if user:  # set by the auth middleware; never a password or token
+            entry["user"] = user
         access_log.info(json.dumps(entry, separators=(",", ":")))
 
 

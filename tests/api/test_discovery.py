@@ -54,7 +54,8 @@ def walk(client: httpx.Client, url: str, key: str) -> list[list[str]]:
 
 # -- tags ----------------------------------------------------------------------------
 
-TAGS = ["1.0", "1.1", "2.0", "alpha", "beta", "latest", "v2_rc-1"]
+# Listed in byte order whatever the database's collation: "Zulu" < "_x" < "alpha".
+TAGS = ["1.0", "1.1", "2.0", "alpha", "beta", "latest", "v2_rc-1", "Zulu", "_x"]
 
 
 @pytest.fixture(scope="module")

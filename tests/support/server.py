@@ -51,6 +51,7 @@ class WharfServer:
         }
         self.config = _merge(cfg, config or {})
         self.tls = bool(self.config["http"].get("tls", {}).get("certificate"))
+        self.auth = bool(self.config.get("auth"))  # then /v2/ answers 401 when ready
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -78,7 +79,8 @@ class WharfServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"wharf exited {self.proc.returncode}:\n{self.log()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/v2/", verify=False, timeout=1).status_code == 200:
+                r = httpx.get(f"{self.url}/v2/", verify=False, timeout=1)
+                if r.status_code == 200 or (r.status_code == 401 and self.auth):
                     return self
             time.sleep(0.05)
         self.stop()

@@ -7,6 +7,7 @@ Create Date: 2026-11-27
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision = "0001"
 down_revision = None
@@ -16,11 +17,16 @@ depends_on = None
 TS = sa.DateTime(timezone=True)
 
 
+def name_type(length: int) -> sa.String:
+    """Names ordered byte by byte on PostgreSQL too (COLLATE "C"), as listings need."""
+    return sa.String(length).with_variant(postgresql.VARCHAR(length, collation="C"), "postgresql")
+
+
 def upgrade() -> None:
     op.create_table(
         "repositories",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("name", sa.String(255), nullable=False, unique=True),
+        sa.Column("name", name_type(255), nullable=False, unique=True),
         sa.Column("created_at", TS, nullable=False),
     )
     op.create_table(
@@ -91,7 +97,7 @@ def upgrade() -> None:
             sa.ForeignKey("repositories.id", ondelete="CASCADE"),
             primary_key=True,
         ),
-        sa.Column("name", sa.String(128), primary_key=True),
+        sa.Column("name", name_type(128), primary_key=True),
         sa.Column(
             "manifest_id",
             sa.Integer,

@@ -1,0 +1,330 @@
+"""Who may do what: Basic (htpasswd) or Bearer (Docker token) auth on every ``/v2/`` request.
+
+The middleware finds the route (label, repository) itself, maps it to the scopes the
+reference registry requires (``GET``/``HEAD``: pull; ``DELETE``: delete; other writes:
+pull and push; a cross-repository mount also pull on ``from``, else it becomes a plain
+upload), and refuses with the spec's ``UNAUTHORIZED`` (401, with a ``WWW-Authenticate``
+challenge) or ``DENIED`` (403: logged in, but the policy says no). ``/v2/`` itself only
+needs a caller who logged in, so clients are asked for credentials there. The catalog
+is open to every caller but lists only repositories the caller may pull, unless the
+caller has ``registry:catalog:*``: a filter is left in ``scope["wharf.catalog_filter"]``.
+
+With no ``auth`` configured, no middleware is installed at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from auth import scopes as sc
+from auth.htpasswd import Htpasswd, HtpasswdError
+from auth.keys import KeyFileError, load_certificates, load_jwks
+from auth.policy import Identity, Policy, Rule, Subjects
+from auth.scopes import ResourceScope
+from auth.throttle import LoginThrottle
+from auth.tokens import InvalidToken, TokenVerifier
+from registry.config import AuthSettings, ConfigError, PolicySettings
+from registry.errors import Denied, Unauthorized
+
+log = logging.getLogger("wharf.auth")
+
+Resolver = Callable[[str], "tuple[str, dict[str, str]] | None"]
+CatalogFilter = Callable[[str], bool]
+
+
+def required_scopes(label: str, method: str, repository: str | None) -> list[ResourceScope]:
+    """What a request needs: nothing for ``/v2/`` and the catalog (they are handled
+    apart), else pull for reads, delete for deletes, pull and push for other writes."""
+    if repository is None or label in ("base", "catalog"):
+        return []
+    if method in ("GET", "HEAD"):
+        return [sc.repository(repository, sc.PULL)]
+    if method == "DELETE":
+        return [sc.repository(repository, sc.DELETE)]
+    return [sc.repository(repository, sc.PULL, sc.PUSH)]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling and what it may do."""
+
+    name: str | None
+    may: Callable[[str, str], bool]  # (repository, action)
+    full_catalog: bool
+    sees: CatalogFilter  # which repositories the catalog shows (without full_catalog)
+
+
+class Gate(Protocol):
+    async def admit(self, scope: Scope, label: str, needed: list[ResourceScope]) -> Caller:
+        """The caller, or raise :class:`Unauthorized` / :class:`Denied`."""
+        ...
+
+
+def _authorization(scope: Scope) -> tuple[str, str] | None:
+    for key, value in scope.get("headers", []):
+        if key == b"authorization":
+            kind, _, credentials = value.decode("latin-1").strip().partition(" ")
+            return kind.lower(), credentials.strip()
+    return None
+
+
+def _scope_text(needed: list[ResourceScope]) -> str:
+    return " ".join(str(s) for s in needed)
+
+
+def decode_basic(credentials: str) -> tuple[str, str] | None:
+    """(user, password) of a Basic credential; None if malformed."""
+    try:
+        text = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = text.partition(":")
+    return (user, password) if sep and user else None
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client") or ("", 0)
+    return str(client[0])
+
+
+async def login(
+    htpasswd: Htpasswd | None, throttle: LoginThrottle, user: str, password: str, address: str
+) -> bool:
+    """Check a password, slowed by the recent failures for the user or the address;
+    failures are counted and logged (without the password)."""
+    wait = throttle.delay(user, address)
+    if wait:
+        await asyncio.sleep(wait)
+    if htpasswd is not None and await htpasswd.authenticate(user, password):
+        throttle.succeeded(user, address)
+        return True
+    count = throttle.failed(user, address)
+    log.warning("failed login for user %r from %s (%d recent failures)", user[:100], address, count)
+    return False
+
+
+class BasicGate:
+    """``auth.htpasswd``: Basic credentials checked against the file, then the policy."""
+
+    def __init__(
+        self, htpasswd: Htpasswd, policy: Policy, realm: str, throttle: LoginThrottle
+    ) -> None:
+        self.htpasswd = htpasswd
+        self.policy = policy
+        self.throttle = throttle
+        self.challenge = {"WWW-Authenticate": f'Basic realm="{realm}"'}
+
+    async def identify(self, scope: Scope) -> Identity | None:
+        auth = _authorization(scope)
+        if auth is None or auth[0] != "basic":
+            return None
+        creds = decode_basic(auth[1])
+        if creds is None:
+            raise Unauthorized("malformed Basic credentials", headers=self.challenge)
+        if not await login(self.htpasswd, self.throttle, *creds, _client(scope)):
+            raise Unauthorized("invalid username or password", headers=self.challenge)
+        return self.policy.identity(creds[0])
+
+    async def admit(self, scope: Scope, label: str, needed: list[ResourceScope]) -> Caller:
+        who = await self.identify(scope)
+        if who is None and label == "base":
+            raise Unauthorized(headers=self.challenge)
+        for s in needed:
+            allowed = self.policy.allowed(who, s.name)
+            if not s.actions <= allowed:
+                detail = [s.claim()]
+                if who is None:
+                    raise Unauthorized(detail=detail, headers=self.challenge)
+                raise Denied(detail=detail)
+
+        def may(repository: str, action: str) -> bool:
+            return action in self.policy.allowed(who, repository)
+
+        def sees(repository: str) -> bool:
+            return may(repository, sc.PULL)
+
+        name = who.name if who else None
+        return Caller(name, may, self.policy.may_list_catalog(who), sees)
+
+
+class TokenGate:
+    """``auth.token``: a bearer token from the token service, checked for its scopes."""
+
+    def __init__(
+        self, verifier: TokenVerifier, realm: str, service: str, policy: Policy | None
+    ) -> None:
+        self.verifier = verifier
+        self.realm = realm
+        self.service = service
+        self.policy = policy  # the built-in token service's: lets the catalog filter by it
+
+    def _challenge(self, needed: list[ResourceScope], error: str | None = None) -> dict[str, str]:
+        value = f'Bearer realm="{self.realm}",service="{self.service}"'
+        if needed:
+            value += f',scope="{_scope_text(needed)}"'
+        if error:
+            value += f',error="{error}"'
+        return {"WWW-Authenticate": value}
+
+    async def admit(self, scope: Scope, label: str, needed: list[ResourceScope]) -> Caller:
+        asked = [sc.catalog()] if label == "catalog" else needed
+        auth = _authorization(scope)
+        if auth is None or auth[0] != "bearer" or not auth[1]:
+            raise Unauthorized(headers=self._challenge(asked))
+        try:
+            token = self.verifier.verify(auth[1])
+        except InvalidToken as e:
+            log.info("bearer token refused from %s: %s", _client(scope), e)
+            raise Unauthorized(
+                "invalid token", headers=self._challenge(asked, "invalid_token")
+            ) from None
+        for s in needed:
+            if not token.access.allows_all(s):
+                raise Unauthorized(
+                    "insufficient scope",
+                    detail=[s.claim()],
+                    headers=self._challenge(needed, "insufficient_scope"),
+                )
+        access, policy = token.access, self.policy
+        who = policy.identity(token.subject) if policy and token.subject else None
+
+        def may(repository: str, action: str) -> bool:
+            # only what the token says: the token service is the authority here
+            return access.allows("repository", repository, action)
+
+        def sees(repository: str) -> bool:
+            # the catalog also shows what the built-in service's policy would grant
+            if access.allows("repository", repository, sc.PULL):
+                return True
+            return policy is not None and sc.PULL in policy.allowed(who, repository)
+
+        full = access.allows(*sc.CATALOG, sc.ALL)
+        return Caller(token.subject or None, may, full, sees)
+
+
+class AuthMiddleware:
+    """Admits or refuses each ``/v2/`` request; everything else passes through."""
+
+    def __init__(self, app: ASGIApp, gate: Gate, resolve: Resolver) -> None:
+        self.app = app
+        self.gate = gate
+        self.resolve = resolve
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v2"):
+            await self.app(scope, receive, send)
+            return
+        raw = scope.get("raw_path")
+        path = raw.decode("latin-1").split("?", 1)[0] if raw else scope["path"]
+        found = self.resolve(path)
+        if found is None:
+            await self.app(scope, receive, send)  # the router answers 404
+            return
+        label, params = found
+        repository = params.get("name")
+        scope["wharf.route"] = label
+        if repository:
+            scope["wharf.repository"] = repository
+        method = scope["method"]
+        caller = await self.gate.admit(scope, label, required_scopes(label, method, repository))
+        scope["wharf.user"] = caller.name
+        if label == "catalog" and not caller.full_catalog:
+            scope["wharf.catalog_filter"] = caller.sees
+        if label == "uploads" and method == "POST":
+            _check_mount(scope, caller)
+        await self.app(scope, receive, send)
+
+
+def _check_mount(scope: Scope, caller: Caller) -> None:
+    """A mount from a repository the caller may not pull becomes a plain upload."""
+    query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    source = dict(query).get("from")
+    if "mount" not in dict(query) or not source or caller.may(source, sc.PULL):
+        return
+    kept = [(k, v) for k, v in query if k not in ("mount", "from")]
+    scope["query_string"] = urlencode(kept).encode("latin-1")
+
+
+def build_policy(settings: PolicySettings | None) -> Policy:
+    """The policy of ``auth.policy``; without one, any authenticated user may do all."""
+    if settings is None:
+        return Policy(open_to_authenticated=True)
+    try:
+        rules = [
+            Rule(
+                repositories=tuple(r.repositories),
+                actions=frozenset(r.actions),
+                users=frozenset(r.users),
+                groups=frozenset(r.groups),
+                authenticated=r.authenticated,
+                anonymous=r.anonymous,
+                index=i,
+            )
+            for i, r in enumerate(settings.rules)
+        ]
+    except ValueError as e:
+        raise ConfigError(f"auth.policy: {e}") from None
+    return Policy(
+        rules=rules,
+        admins=Subjects(frozenset(settings.admins.users), frozenset(settings.admins.groups)),
+        catalog_readers=Subjects(
+            frozenset(settings.catalog.users), frozenset(settings.catalog.groups)
+        ),
+        groups={g: list(members) for g, members in settings.groups.items()},
+    )
+
+
+@dataclass
+class AuthSetup:
+    """Everything auth needs, loaded once at startup from ``auth``."""
+
+    gate: Gate
+    policy: Policy
+    htpasswd: Htpasswd | None
+    throttle: LoginThrottle
+
+
+def build_auth(settings: AuthSettings) -> AuthSetup | None:
+    """Load the htpasswd file, keys and policy; None when auth is off. Raises
+    :class:`ConfigError` for files that cannot be used."""
+    if settings.mode == "none":
+        return None
+    policy = build_policy(settings.policy)
+    try:
+        htpasswd = Htpasswd(settings.htpasswd.path) if settings.htpasswd else None
+    except HtpasswdError as e:
+        raise ConfigError(str(e)) from None
+    throttle = LoginThrottle()
+    if settings.mode == "htpasswd":
+        assert htpasswd is not None and settings.htpasswd is not None
+        gate = BasicGate(htpasswd, policy, settings.htpasswd.realm, throttle)
+        return AuthSetup(gate, policy, htpasswd, throttle)
+    token = settings.token
+    assert token is not None
+    try:
+        roots = load_certificates(token.rootcertbundle) if token.rootcertbundle else []
+        jwks = load_jwks(token.jwks) if token.jwks else {}
+        server = settings.tokenserver
+        if server is not None and server.enabled and not token.rootcertbundle:
+            roots = load_certificates(server.certificate)[-1:]
+        verifier = TokenVerifier(token.issuer, token.service, roots, jwks)
+    except (KeyFileError, ValueError) as e:
+        raise ConfigError(f"auth.token: {e}") from None
+    local = policy if settings.tokenserver is not None and settings.tokenserver.enabled else None
+    return AuthSetup(
+        TokenGate(verifier, token.realm, token.service, local), policy, htpasswd, throttle
+    )
+
+
+def realm_path(realm: str) -> str:
+    """The path part of a realm URL (``https://host/token`` -> ``/token``)."""
+    return urlsplit(realm).path or "/"
