@@ -16,7 +16,7 @@ import aiofiles.os
 
 from storage.driver import FileInfo, FileWriter, PathNotFound, check_path
 
-READ_CHUNK = 1024 * 1024
+READ_CHUNK = 4 * 1024 * 1024
 # Start writeback of what was written every this many bytes, so that the fsync at
 # commit finds little left to do.
 WRITEBACK_EVERY = 32 * 1024 * 1024
