@@ -75,8 +75,12 @@ class StorageDriver(Protocol):
         """The whole content of a small file."""
         ...
 
-    async def put_content(self, path: str, data: bytes) -> None:
-        """Write a small file atomically (readers see the old or the new content)."""
+    async def put_content(self, path: str, data: bytes, durable: bool = True) -> None:
+        """Write a small file atomically (readers see the old or the new content).
+
+        With ``durable`` the file is on disk (synced) before this returns; without it,
+        a crash may lose it (for state that can be rebuilt or given up).
+        """
         ...
 
     def reader(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:

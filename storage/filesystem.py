@@ -37,21 +37,24 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_atomic(full: Path, data: bytes) -> None:
-    """Write a temporary file, fsync it, rename it over ``full``, fsync the directory."""
+def _write_atomic(full: Path, data: bytes, durable: bool = True) -> None:
+    """Write a temporary file, rename it over ``full``; when ``durable``, fsync the file
+    before and the directory after the rename."""
     full.parent.mkdir(parents=True, exist_ok=True)
     tmp = full.with_name(f".{full.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, full)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
-    _fsync_dir(full.parent)
+    if durable:
+        _fsync_dir(full.parent)
 
 
 def _open_locked(full: Path, append: bool) -> int:
@@ -135,8 +138,8 @@ class FilesystemDriver:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise PathNotFound(path) from None
 
-    async def put_content(self, path: str, data: bytes) -> None:
-        await asyncio.to_thread(_write_atomic, self._full(path), data)
+    async def put_content(self, path: str, data: bytes, durable: bool = True) -> None:
+        await asyncio.to_thread(_write_atomic, self._full(path), data, durable)
 
     async def reader(
         self, path: str, offset: int = 0, length: int | None = None

@@ -54,7 +54,7 @@ class InMemoryDriver:
         except KeyError:
             raise PathNotFound(path) from None
 
-    async def put_content(self, path: str, data: bytes) -> None:
+    async def put_content(self, path: str, data: bytes, durable: bool = True) -> None:
         self._files[check_path(path)] = bytes(data)
         self._mtimes[path] = time.time()
 

@@ -86,7 +86,11 @@ class UploadStore:
         """Start an empty upload for ``repository`` and return its id."""
         upload_id = str(uuid.uuid4())
         info = {"repository": repository, "started": time.time()}
-        await self.driver.put_content(upload_info_path(upload_id), json.dumps(info).encode())
+        # Not synced: after a crash an upload without its info is unknown and the client
+        # starts again; the bytes that matter are synced at commit.
+        await self.driver.put_content(
+            upload_info_path(upload_id), json.dumps(info).encode(), durable=False
+        )
         writer = await self.driver.writer(upload_data_path(upload_id))
         await writer.close()
         self._hashes[upload_id] = _HashState(0, new_hasher())
