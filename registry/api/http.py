@@ -13,7 +13,6 @@ from starlette.responses import Response
 from registry.errors import DigestInvalid, RangeInvalid
 from storage.digest import Digest, InvalidDigest
 
-API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
 _BYTE_RANGE = re.compile(r"([0-9]*)-([0-9]*)")
 
 

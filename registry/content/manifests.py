@@ -10,8 +10,6 @@ from registry.content import mediatypes as mt
 from registry.errors import ManifestInvalid
 from storage.digest import Digest, InvalidDigest
 
-MAX_MANIFEST_SIZE = 4 * 1024 * 1024
-
 
 @dataclass(frozen=True, slots=True)
 class Descriptor:
@@ -97,9 +95,9 @@ def _media_type(doc: dict[str, Any], content_type: str | None) -> str:
 
 
 def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
-    """Parse and check a manifest; raise :class:`ManifestInvalid` with the reason."""
-    if len(body) > MAX_MANIFEST_SIZE:
-        raise ManifestInvalid(f"manifest is larger than {MAX_MANIFEST_SIZE} bytes")
+    """Parse and check a manifest; raise :class:`ManifestInvalid` with the reason.
+
+    The size limit (``validation.manifestmaxsize``) is the caller's to enforce."""
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:

@@ -320,6 +320,23 @@ def test_four_megabyte_manifest_is_accepted(client: httpx.Client) -> None:
     assert client.get(f"/v2/{name}/manifests/4mb").content == body
 
 
+def test_manifest_limit_follows_the_config(make_wharf: Callable[..., WharfServer]) -> None:
+    server = make_wharf(
+        {"validation": {"manifestmaxsize": 6 * 1024 * 1024}, "http": {"workers": 1}}
+    )
+    with server.client() as c:
+        name = unique_name("big")
+        push_blob(c, name, EMPTY_JSON)
+        body = big_manifest(5 * 1024 * 1024)
+        headers = {"Content-Type": OCI_MANIFEST}
+        assert c.put(f"/v2/{name}/manifests/5mb", content=body, headers=headers).status_code == 201
+        assert c.get(f"/v2/{name}/manifests/5mb").content == body
+        r = c.put(
+            f"/v2/{name}/manifests/7mb", content=big_manifest(7 * 1024 * 1024), headers=headers
+        )
+        assert_error(r, 413, "MANIFEST_INVALID")
+
+
 # -- repository names ----------------------------------------------------------------
 
 BAD_NAMES = [
