@@ -8,6 +8,7 @@ the policy allows; a partial (even empty) grant is not an error.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from typing import Any
@@ -112,7 +113,7 @@ class TokenEndpoint:
             who = await self._login(*creds, request.scope)
         asked = sc.parse_scopes(params.getlist("scope"))
         offline = params.get("offline_token", "").lower() == "true"
-        return self._answer(who, asked, refresh=offline and who is not None)
+        return await self._answer_off_loop(who, asked, offline and who is not None)
 
     async def _post(self, request: Request) -> dict[str, Any]:
         body = b""
@@ -128,12 +129,19 @@ class TokenEndpoint:
             who = await self._login(
                 fields.get("username", ""), fields.get("password", ""), request.scope
             )
-            return self._answer(who, asked, refresh=fields.get("access_type") == "offline")
+            return await self._answer_off_loop(who, asked, fields.get("access_type") == "offline")
         if grant_type == "refresh_token":
-            who = self._refreshed(fields.get("refresh_token", ""))
+            who = await asyncio.to_thread(self._refreshed, fields.get("refresh_token", ""))
             request.scope["wharf.user"] = who.name
-            return self._answer(who, asked, refresh=False)
+            return await self._answer_off_loop(who, asked, False)
         raise BadTokenRequest(f"unsupported grant_type {grant_type!r}")
+
+    async def _answer_off_loop(
+        self, who: Identity | None, asked: list[ResourceScope], refresh: bool
+    ) -> dict[str, Any]:
+        """:meth:`_answer` in a worker thread: signing (RSA) and the htpasswd check of
+        a refresh token are blocking."""
+        return await asyncio.to_thread(self._answer, who, asked, refresh)
 
     def _refreshed(self, token: str) -> Identity:
         try:
