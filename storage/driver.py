@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -105,6 +105,21 @@ class StorageDriver(Protocol):
 
     async def delete(self, path: str) -> None:
         """Delete a file or a directory tree."""
+        ...
+
+    async def delete_many(self, paths: Sequence[str]) -> Sequence[str]:
+        """Delete files (not directories) in batches; missing ones are skipped.
+
+        Returns the paths that could not be deleted (empty when all went).
+        """
+        ...
+
+    def walk(self, path: str) -> AsyncIterator[FileInfo]:
+        """Every file under the directory ``path``, recursively, in no set order.
+
+        A missing ``path`` yields nothing. Meant for large listings (garbage collection):
+        results come in pages, never as one list of everything.
+        """
         ...
 
     async def redirect_url(self, path: str) -> str | None:

@@ -8,7 +8,7 @@ import fcntl
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import aiofiles
@@ -205,9 +205,55 @@ class FilesystemDriver:
         except FileNotFoundError:
             raise PathNotFound(path) from None
 
+    async def delete_many(self, paths: Sequence[str]) -> Sequence[str]:
+        fulls = [(p, self._full(p)) for p in paths]
+        return await asyncio.to_thread(_unlink_all, fulls)
+
+    async def walk(self, path: str) -> AsyncIterator[FileInfo]:
+        full = self._full(path)
+        pending = [(path, full)]
+        while pending:
+            rel, directory = pending.pop()
+            try:
+                entries = await asyncio.to_thread(_scan, directory)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for name, is_dir, size, mtime in entries:
+                if is_dir:
+                    pending.append((f"{rel}/{name}", directory / name))
+                elif not name.endswith(".tmp"):
+                    yield FileInfo(f"{rel}/{name}", size, False, mtime)
+
     async def redirect_url(self, path: str) -> str | None:
         return None
 
     def local_path(self, path: str) -> Path:
         """The file behind ``path`` on this machine (for zero-copy sends)."""
         return self._full(path)
+
+
+def _unlink_all(paths: list[tuple[str, Path]]) -> list[str]:
+    failed: list[str] = []
+    for rel, full in paths:
+        try:
+            full.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            failed.append(rel)
+    return failed
+
+
+def _scan(directory: Path) -> list[tuple[str, bool, int, float]]:
+    out: list[tuple[str, bool, int, float]] = []
+    with os.scandir(directory) as it:
+        for entry in it:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    out.append((entry.name, True, 0, 0.0))
+                else:
+                    st = entry.stat(follow_symlinks=False)
+                    out.append((entry.name, False, st.st_size, st.st_mtime))
+            except FileNotFoundError:
+                continue
+    return out

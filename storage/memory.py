@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from storage.driver import FileInfo, FileWriter, PathNotFound, check_path
 
@@ -109,6 +109,19 @@ class InMemoryDriver:
         for p in doomed:
             del self._files[p]
             self._mtimes.pop(p, None)
+
+    async def delete_many(self, paths: Sequence[str]) -> Sequence[str]:
+        for p in paths:
+            self._files.pop(check_path(p), None)
+            self._mtimes.pop(p, None)
+        return []
+
+    async def walk(self, path: str) -> AsyncIterator[FileInfo]:
+        prefix = check_path(path) + "/"
+        for p in [p for p in self._files if p.startswith(prefix)]:
+            data = self._files.get(p)
+            if data is not None:
+                yield FileInfo(p, len(data), False, self._mtimes.get(p, 0.0))
 
     async def redirect_url(self, path: str) -> str | None:
         return None

@@ -7,12 +7,15 @@ Reads never walk storage.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table, delete, exists, func, select
 
 from registry.meta import queries as q
+from registry.meta.changes import Change, ChangeHook
 from registry.meta.db import Database
 from registry.meta.records import ManifestRecord, NewManifest
 from registry.meta.tables import (
@@ -24,6 +27,7 @@ from registry.meta.tables import (
     repository_blobs,
     tags,
 )
+from registry.request_context import current_request
 
 
 class MissingReferences(Exception):
@@ -53,6 +57,14 @@ def _repository_id(conn: Connection, name: str, create: bool = False) -> int | N
     return created
 
 
+Hooks = Sequence[ChangeHook]
+
+
+def _notify(conn: Connection, hooks: Hooks, change: Change) -> None:
+    for hook in hooks:
+        hook(conn, change)
+
+
 def _record(row: Any) -> ManifestRecord:
     return ManifestRecord(row.digest, row.media_type, row.size, row.artifact_type, row.annotations)
 
@@ -60,14 +72,16 @@ def _record(row: Any) -> ManifestRecord:
 # -- blobs -----------------------------------------------------------------
 
 
-def _link_blob(conn: Connection, repository: str, digest: str, size: int) -> None:
-    _insert_ignore(conn, blobs, [{"digest": digest, "size": size, "created_at": _now()}])
-    repo_id = _repository_id(conn, repository, create=True)
+def _link_blob(conn: Connection, hooks: Hooks, change: Change) -> None:
+    digest = change.digest
+    _insert_ignore(conn, blobs, [{"digest": digest, "size": change.size, "created_at": _now()}])
+    repo_id = _repository_id(conn, change.repository, create=True)
     _insert_ignore(
         conn,
         repository_blobs,
         [{"repository_id": repo_id, "digest": digest, "created_at": _now()}],
     )
+    _notify(conn, hooks, change)
 
 
 def _blob_size(conn: Connection, repository: str, digest: str) -> int | None:
@@ -122,7 +136,9 @@ def _set_tag(conn: Connection, repo_id: int, tag: str, manifest_id: int) -> None
     conn.execute(q.set_tag(conn.dialect.name), params)
 
 
-def _put_manifest(conn: Connection, repository: str, new: NewManifest, tag: str | None) -> None:
+def _put_manifest(conn: Connection, hooks: Hooks, change: Change) -> None:
+    repository, new, tag = change.repository, change.manifest, change.tag
+    assert new is not None
     repo_id = _repository_id(conn, repository, create=True)
     assert repo_id is not None
     _check_references(conn, repo_id, new)
@@ -149,6 +165,7 @@ def _put_manifest(conn: Connection, repository: str, new: NewManifest, tag: str 
     )
     if tag is not None:
         _set_tag(conn, repo_id, tag, manifest_id)
+    _notify(conn, hooks, change)
 
 
 def _resolve(
@@ -160,29 +177,48 @@ def _resolve(
     return _record(row) if row is not None else None
 
 
-def _delete_manifest(conn: Connection, repository: str, digest: str) -> bool:
-    repo_id = _repository_id(conn, repository)
+def _delete_manifest(conn: Connection, hooks: Hooks, change: Change) -> bool:
+    repo_id = _repository_id(conn, change.repository)
     if repo_id is None:
         return False
-    params = {"repository_id": repo_id, "digest": digest}
+    params = {"repository_id": repo_id, "digest": change.digest}
     manifest_id = conn.execute(q.manifest_id_locked(), params).scalar()
     if manifest_id is None:
         return False
+    row = conn.execute(
+        select(manifests.c.media_type, manifests.c.size).where(manifests.c.id == manifest_id)
+    ).first()
     conn.execute(delete(tags).where(tags.c.manifest_id == manifest_id))
     conn.execute(delete(manifest_blobs).where(manifest_blobs.c.manifest_id == manifest_id))
     conn.execute(delete(manifest_children).where(manifest_children.c.parent_id == manifest_id))
     # On PostgreSQL two nodes may both have found the manifest: the second DELETE waits
     # for the first to commit and then removes nothing, and that delete answers 404.
     result = conn.execute(delete(manifests).where(manifests.c.id == manifest_id))
-    return bool(result.rowcount)
+    if not result.rowcount:
+        return False
+    if row is not None:
+        change = replace(change, media_type=row.media_type, size=row.size)
+    _notify(conn, hooks, change)
+    return True
 
 
-def _delete_tag(conn: Connection, repository: str, tag: str) -> bool:
-    repo_id = _repository_id(conn, repository)
+def _delete_tag(conn: Connection, hooks: Hooks, change: Change) -> bool:
+    repo_id = _repository_id(conn, change.repository)
     if repo_id is None:
         return False
-    result = conn.execute(delete(tags).where(tags.c.repository_id == repo_id, tags.c.name == tag))
-    return bool(result.rowcount)
+    where = (tags.c.repository_id == repo_id, tags.c.name == change.tag)
+    row = conn.execute(
+        select(manifests.c.digest, manifests.c.media_type, manifests.c.size)
+        .select_from(tags.join(manifests, manifests.c.id == tags.c.manifest_id))
+        .where(*where)
+    ).first()
+    result = conn.execute(delete(tags).where(*where))
+    if not result.rowcount:
+        return False
+    if row is not None:
+        change = replace(change, digest=row.digest, media_type=row.media_type, size=row.size)
+    _notify(conn, hooks, change)
+    return True
 
 
 # -- listings --------------------------------------------------------------
@@ -237,12 +273,29 @@ def _counts(conn: Connection) -> dict[str, int]:
 class MetadataStore:
     """All reads and writes of repository metadata, each one transaction."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, hooks: Sequence[ChangeHook] = ()) -> None:
         self.db = db
+        self.hooks: list[ChangeHook] = list(hooks)
 
-    async def link_blob(self, repository: str, digest: str, size: int) -> None:
-        """Record that ``digest`` (already in storage) is part of ``repository``."""
-        await self.db.run_write(_link_blob, repository, digest, size)
+    def add_hook(self, hook: ChangeHook) -> None:
+        """Call ``hook`` inside every content-changing transaction from now on."""
+        self.hooks.append(hook)
+
+    async def link_blob(
+        self, repository: str, digest: str, size: int, from_repository: str | None = None
+    ) -> None:
+        """Record that ``digest`` (already in storage) is part of ``repository``: a blob
+        pushed, or mounted ``from_repository``."""
+        change = Change(
+            action="mount" if from_repository else "push",
+            kind="blob",
+            repository=repository,
+            digest=digest,
+            size=size,
+            from_repository=from_repository,
+            request=current_request.get(),
+        )
+        await self.db.run_write(_link_blob, tuple(self.hooks), change)
 
     async def blob_size(self, repository: str, digest: str) -> int | None:
         """The size of a blob linked to ``repository``, or None."""
@@ -256,13 +309,32 @@ class MetadataStore:
         """Remove a blob's link to ``repository``; False if it was not linked."""
         return await self.db.run_write(_unlink_blob, repository, digest)
 
-    async def put_manifest(self, repository: str, new: NewManifest, tag: str | None) -> None:
+    async def put_manifest(
+        self,
+        repository: str,
+        new: NewManifest,
+        tag: str | None,
+        details: dict[str, object] | None = None,
+    ) -> None:
         """Store a manifest, its references and (optionally) a tag in one transaction.
 
         Raises :class:`MissingReferences` when a blob is not linked to the repository
-        or a child manifest is not in it; nothing is written then.
+        or a child manifest is not in it; nothing is written then. ``details`` are
+        passed to the change hooks (facts read from the image, for the search index).
         """
-        await self.db.run_write(_put_manifest, repository, new, tag)
+        change = Change(
+            action="push",
+            kind="manifest",
+            repository=repository,
+            digest=new.digest,
+            media_type=new.media_type,
+            size=new.size,
+            tag=tag,
+            manifest=new,
+            request=current_request.get(),
+            details=details or {},
+        )
+        await self.db.run_write(_put_manifest, tuple(self.hooks), change)
 
     async def resolve(
         self, repository: str, *, tag: str | None = None, digest: str | None = None
@@ -272,11 +344,26 @@ class MetadataStore:
 
     async def delete_manifest(self, repository: str, digest: str) -> bool:
         """Delete a manifest from ``repository`` with every tag pointing at it."""
-        return await self.db.run_write(_delete_manifest, repository, digest)
+        change = Change(
+            action="delete",
+            kind="manifest",
+            repository=repository,
+            digest=digest,
+            request=current_request.get(),
+        )
+        return await self.db.run_write(_delete_manifest, tuple(self.hooks), change)
 
     async def delete_tag(self, repository: str, tag: str) -> bool:
         """Remove one tag (the manifest stays)."""
-        return await self.db.run_write(_delete_tag, repository, tag)
+        change = Change(
+            action="delete",
+            kind="tag",
+            repository=repository,
+            digest="",
+            tag=tag,
+            request=current_request.get(),
+        )
+        return await self.db.run_write(_delete_tag, tuple(self.hooks), change)
 
     async def repository_exists(self, repository: str) -> bool:
         return await self.db.run_read(_repository_id, repository) is not None

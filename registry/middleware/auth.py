@@ -34,6 +34,7 @@ from auth.throttle import LoginThrottle
 from auth.tokens import InvalidToken, TokenVerifier
 from registry.config import AuthSettings, ConfigError, PolicySettings
 from registry.errors import Denied, Unauthorized
+from registry.request_context import current_request
 
 log = logging.getLogger("wharf.auth")
 
@@ -237,6 +238,9 @@ class AuthMiddleware:
         method = scope["method"]
         caller = await self.gate.admit(scope, label, required_scopes(label, method, repository))
         scope["wharf.user"] = caller.name
+        info = current_request.get()
+        if info is not None:
+            info.actor = caller.name
         if label == "catalog" and not caller.full_catalog:
             scope["wharf.catalog_filter"] = caller.sees
         if label == "uploads" and method == "POST":

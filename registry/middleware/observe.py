@@ -11,6 +11,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.metrics import Metrics
+from registry.request_context import RequestInfo, current_request
 
 access_log = logging.getLogger("wharf.access")
 
@@ -43,6 +44,16 @@ class ObserveMiddleware:
         start = time.perf_counter()
         request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
         scope["wharf.request_id"] = request_id
+        client = scope.get("client") or ("", 0)
+        current_request.set(
+            RequestInfo(
+                id=request_id,
+                addr=f"{client[0]}:{client[1]}",
+                host=_header(scope, b"host") or "",
+                method=scope["method"],
+                useragent=_header(scope, b"user-agent") or "",
+            )
+        )
         state: dict[str, Any] = {"status": 0, "sent": 0, "received": 0}
         extra = [*self.headers, (b"x-request-id", request_id.encode())]
 

@@ -41,7 +41,7 @@ class BlobService:
             await self.blobs.stat(digest)
         except BlobNotFound:
             return None
-        await self.meta.link_blob(repository, str(digest), size)
+        await self.meta.link_blob(repository, str(digest), size, from_repository=source)
         return size
 
     async def delete(self, repository: str, digest: Digest) -> None:

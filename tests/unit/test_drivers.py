@@ -95,6 +95,20 @@ async def test_list_move_delete(driver: StorageDriver) -> None:
     assert await driver.redirect_url("e/target") is None
 
 
+async def test_walk_and_delete_many(driver: StorageDriver) -> None:
+    for i in range(30):
+        await driver.put_content(f"w/{i % 3}/deep/f{i}", bytes(i))
+    await driver.put_content("other/x", b"x")
+    found = {info.path: info.size async for info in driver.walk("w")}
+    assert found == {f"w/{i % 3}/deep/f{i}": i for i in range(30)}
+    assert [info async for info in driver.walk("missing")] == []
+    doomed = [f"w/{i % 3}/deep/f{i}" for i in range(0, 30, 2)]
+    assert list(await driver.delete_many([*doomed, "w/never/there"])) == []
+    left = {info.path async for info in driver.walk("w")}
+    assert left == {f"w/{i % 3}/deep/f{i}" for i in range(1, 30, 2)}
+    assert await driver.get_content("other/x") == b"x"
+
+
 async def test_filesystem_writer_excludes_a_second_writer(tmp_path: Path) -> None:
     import asyncio
 
