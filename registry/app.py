@@ -83,6 +83,9 @@ class Wharf:
         self.services: Services | None = None
         self._api: DistributionAPI | None = None
         self._stack = AsyncExitStack()
+        # Wharf's own API and pages (events, GC, search, replication, accounts, UI):
+        # (path prefix, ASGI app), mounted by startup() once the services exist.
+        self._mounts: list[tuple[str, ASGIApp]] = []
         # auth (issue #4): files are read here, so a bad htpasswd or key stops `serve`
         self._auth = build_auth(settings.auth)
         self._token: TokenEndpoint | None = (
@@ -117,11 +120,21 @@ class Wharf:
             )
             task = asyncio.create_task(purger.run_forever(), name="upload-purge")
             self._stack.callback(task.cancel)
+        self._start_features()
         log.info(
             "wharf ready: storage=%s database=%s",
             self.settings.storage.driver,
             self.settings.database_url.split("://")[0],
         )
+
+    def mount(self, prefix: str, app: ASGIApp) -> None:
+        """Serve every path under ``prefix`` (``/api/gc``) with ``app``."""
+        self._mounts.append((prefix.rstrip("/"), app))
+
+    def _start_features(self) -> None:
+        """Mount the feature APIs and start their background tasks (each feature adds
+        its lines here; ``self._stack`` cancels and closes them at shutdown)."""
+        assert self.services is not None
 
     async def shutdown(self) -> None:
         await self._stack.aclose()
@@ -159,6 +172,8 @@ class Wharf:
             await self._token(scope, receive, send)
         elif path.startswith("/v2") and self._api is not None:
             await self._api(scope, receive, send)
+        elif (mounted := self._mounted(path)) is not None:
+            await mounted(scope, receive, send)
         elif path == "/metrics":
             scope["wharf.route"] = "metrics"
             await _plain(send, 200, self.metrics.render(), self.metrics.content_type)
@@ -167,6 +182,12 @@ class Wharf:
             await self._health(send)
         else:
             raise NotFound(detail={"path": path[:300]})
+
+    def _mounted(self, path: str) -> ASGIApp | None:
+        for prefix, app in self._mounts:
+            if path == prefix or path.startswith(prefix + "/"):
+                return app
+        return None
 
     async def _health(self, send: Send) -> None:
         status, body = 200, b'{"status":"ok"}'

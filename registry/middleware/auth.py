@@ -62,6 +62,7 @@ class Caller:
     may: Callable[[str, str], bool]  # (repository, action)
     full_catalog: bool
     sees: CatalogFilter  # which repositories the catalog shows (without full_catalog)
+    admin: bool = False  # may use the administration API (auth.policy.admins)
 
 
 class Gate(Protocol):
@@ -154,7 +155,8 @@ class BasicGate:
             return may(repository, sc.PULL)
 
         name = who.name if who else None
-        return Caller(name, may, self.policy.may_list_catalog(who), sees)
+        admin = self.policy.is_admin(who)
+        return Caller(name, may, self.policy.may_list_catalog(who), sees, admin)
 
 
 class TokenGate:
@@ -209,11 +211,18 @@ class TokenGate:
             return policy is not None and sc.PULL in policy.allowed(who, repository)
 
         full = access.allows(*sc.CATALOG, sc.ALL)
-        return Caller(token.subject or None, may, full, sees)
+        admin = policy is not None and policy.is_admin(who)
+        return Caller(token.subject or None, may, full, sees, admin)
+
+
+API_PREFIXES = ("/api/", "/ui/")
 
 
 class AuthMiddleware:
-    """Admits or refuses each ``/v2/`` request; everything else passes through."""
+    """Admits or refuses each ``/v2/`` request; identifies the caller of Wharf's own API
+    and pages (``/api/``, ``/ui/``), leaving it in ``scope["wharf.caller"]`` for the
+    handlers to check (see :mod:`registry.api.access`); everything else passes through.
+    """
 
     def __init__(self, app: ASGIApp, gate: Gate, resolve: Resolver) -> None:
         self.app = app
@@ -221,6 +230,15 @@ class AuthMiddleware:
         self.resolve = resolve
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(API_PREFIXES):
+            caller = await self.gate.admit(scope, "api", [])
+            scope["wharf.caller"] = caller
+            scope["wharf.user"] = caller.name
+            info = current_request.get()
+            if info is not None:
+                info.actor = caller.name
+            await self.app(scope, receive, send)
+            return
         if scope["type"] != "http" or not scope["path"].startswith("/v2"):
             await self.app(scope, receive, send)
             return
