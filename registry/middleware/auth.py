@@ -314,6 +314,14 @@ class AuthSetup:
     htpasswd: Htpasswd | None
     throttle: LoginThrottle
 
+    async def authenticate(self, user: str, password: str, address: str) -> Identity | None:
+        """Check a user's password against every configured source (throttled and
+        logged); their identity with groups, or None. The one entry point for logins
+        (Basic auth, the token service, the web UI's sign-in)."""
+        if await login(self.htpasswd, self.throttle, user, password, address):
+            return self.policy.identity(user)
+        return None
+
 
 def build_auth(settings: AuthSettings) -> AuthSetup | None:
     """Load the htpasswd file, keys and policy; None when auth is off. Raises
