@@ -502,7 +502,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: str, timeout: float = 30.0) -> None:
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -532,6 +532,16 @@ class Servers:
         self.workdir = workdir
         self.wharf_bin, self.reference_bin = wharf_bin, reference_bin
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        # --storage s3: the storage.s3 section (bucket set per server); --database: Wharf's URL
+        self.s3: dict[str, Any] | None = None
+        self.database_url = ""
+        self.stoppers: list[Callable[[], None]] = []
+
+    def storage_yaml(self, name: str, root: str) -> str:
+        """The ``storage`` section's driver, as a YAML flow mapping (JSON is YAML)."""
+        if self.s3 is None:
+            return json.dumps({"filesystem": {"rootdirectory": root}})
+        return json.dumps({"s3": {**self.s3, "rootdirectory": f"bench-{name}-{os.getpid()}"}})
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str], log: str) -> int:
         with open(log, "ab") as out:
@@ -547,13 +557,16 @@ class Servers:
         os.makedirs(os.path.join(d, "data"))
         port = free_port()
         cfg = os.path.join(d, "config.yml")
+        driver = self.storage_yaml("wharf", d + "/data")[1:-1]
         with open(cfg, "w") as f:
             f.write(
                 "version: 0.1\n"
                 f"http: {{addr: 127.0.0.1:{port}}}\n"
-                f"storage: {{filesystem: {{rootdirectory: {d}/data}}, delete: {{enabled: true}}}}\n"
+                f"storage: {{{driver}, delete: {{enabled: true}}}}\n"
                 "log: {level: warn, accesslog: {disabled: true}}\n"
             )
+            if self.database_url:
+                f.write(f"database: {{url: {json.dumps(self.database_url)}}}\n")
         log = os.path.join(d, "server.log")
         pid = self._spawn("wharf", [self.wharf_bin, "serve", cfg], dict(os.environ), log)
         url = f"http://127.0.0.1:{port}"
@@ -569,7 +582,7 @@ class Servers:
             f.write(
                 "version: 0.1\n"
                 "log:\n  level: warn\n  formatter: text\n  accesslog:\n    disabled: true\n"
-                f"storage:\n  filesystem:\n    rootdirectory: {d}/data\n"
+                f"storage:\n  {self.storage_yaml('reference', d + '/data')[1:-1]}\n"
                 "  delete:\n    enabled: true\n"
                 "  cache:\n    blobdescriptor: inmemory\n"
                 "  maintenance:\n    uploadpurging:\n      enabled: false\n"
@@ -583,6 +596,11 @@ class Servers:
         return Target("reference", url, pid)
 
     def stop(self) -> None:
+        self._stop_servers()
+        while self.stoppers:
+            self.stoppers.pop()()
+
+    def _stop_servers(self) -> None:
         for _, proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -1037,6 +1055,47 @@ def default_wharf_bin() -> str:
     return shutil.which("wharf") or "wharf"
 
 
+def start_peers(servers: Servers, args: argparse.Namespace, log: Callable[[str], None]) -> None:
+    """Set up --storage s3 / --database for the servers, starting radosgw and PostgreSQL
+    with the test suite's helpers when asked (they need Wharf's venv)."""
+    if args.start_s3 or args.start_postgres:
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if args.storage == "s3":
+        if args.start_s3:
+            from tests.support.s3 import RadosGateway
+
+            log("starting radosgw")
+            gateway = RadosGateway().start()
+            servers.stoppers.append(gateway.stop)
+            gateway.create_bucket(args.s3_bucket)
+            args.s3_endpoint = gateway.endpoint
+            args.s3_accesskey, args.s3_secretkey = gateway.access_key, gateway.secret_key
+            log(f"radosgw on {gateway.endpoint}")
+        if not args.s3_endpoint:
+            raise SystemExit("--storage s3 needs --s3-endpoint URL (or --start-s3)")
+        servers.s3 = {
+            "region": args.s3_region,
+            "regionendpoint": args.s3_endpoint,
+            "bucket": args.s3_bucket,
+            "accesskey": args.s3_accesskey,
+            "secretkey": args.s3_secretkey,
+            "secure": args.s3_endpoint.startswith("https:"),
+            "v4auth": True,
+            "forcepathstyle": True,
+        }
+    servers.database_url = args.database
+    if args.start_postgres:
+        from tests.support.postgres import PostgresCluster, find_bindir
+
+        bindir = find_bindir()
+        if bindir is None:
+            raise SystemExit("--start-postgres: PostgreSQL is not installed")
+        cluster = PostgresCluster(bindir).start()
+        servers.stoppers.append(cluster.stop)
+        servers.database_url = cluster.create_database("bench")
+        log(f"PostgreSQL on port {cluster.port}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description="Benchmark OCI registries with the same workload and compare them.",
@@ -1075,6 +1134,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", help="where blob files and started servers live (default: tmp)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--json", help="also write the raw results to this file")
+    p.add_argument(
+        "--storage", choices=["filesystem", "s3"], default="filesystem",
+        help="storage of the servers --start-both starts (s3: both on the same S3 endpoint)",
+    )  # fmt: skip
+    p.add_argument("--s3-endpoint", default=os.environ.get("S3_ENDPOINT", ""))
+    p.add_argument("--s3-bucket", default="bench", help="an existing bucket")
+    p.add_argument("--s3-region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    p.add_argument("--s3-accesskey", default=os.environ.get("AWS_ACCESS_KEY_ID", ""))
+    p.add_argument("--s3-secretkey", default=os.environ.get("AWS_SECRET_ACCESS_KEY", ""))
+    p.add_argument(
+        "--start-s3", action="store_true",
+        help="start a private Ceph radosgw (tests/support/s3.py) for --storage s3",
+    )  # fmt: skip
+    p.add_argument("--database", default="", help="Wharf's database.url (e.g. PostgreSQL)")
+    p.add_argument(
+        "--start-postgres", action="store_true",
+        help="start a private PostgreSQL (tests/support/postgres.py) as Wharf's database",
+    )  # fmt: skip
     args = p.parse_args(argv)
 
     if args.quick:
@@ -1099,6 +1176,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     try:
         if args.start_both:
+            start_peers(servers, args, log)
             targets.append(servers.start_wharf())
             targets.append(servers.start_reference())
             log(", ".join(f"{t.name} {t.url} pid {t.pid}" for t in targets))

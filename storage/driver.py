@@ -11,6 +11,10 @@ class StorageError(Exception):
     """Base class of the errors a driver raises."""
 
 
+class StorageUnavailable(StorageError):
+    """Raised when the storage backend failed or could not be reached (try again later)."""
+
+
 class PathNotFound(StorageError):
     """Raised when a path does not exist."""
 
@@ -124,6 +128,12 @@ class StorageDriver(Protocol):
 
     async def redirect_url(self, path: str) -> str | None:
         """A URL a client may fetch ``path`` from directly, or None."""
+        ...
+
+    async def abort_stale_writes(self, path: str, older_than: float) -> int:
+        """Give up writes under ``path`` begun before the epoch time ``older_than`` that no
+        file records any more (S3: multipart uploads left by a crash); return how many.
+        Drivers whose writes are plain files have none."""
         ...
 
 

@@ -210,22 +210,18 @@ class FilesystemDriver:
         return await asyncio.to_thread(_unlink_all, fulls)
 
     async def walk(self, path: str) -> AsyncIterator[FileInfo]:
-        full = self._full(path)
-        pending = [(path, full)]
+        pending = [(path, self._full(path))]
         while pending:
-            rel, directory = pending.pop()
-            try:
-                entries = await asyncio.to_thread(_scan, directory)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            for name, is_dir, size, mtime in entries:
-                if is_dir:
-                    pending.append((f"{rel}/{name}", directory / name))
-                elif not name.endswith(".tmp"):
-                    yield FileInfo(f"{rel}/{name}", size, False, mtime)
+            # many small directories (one per blob) per thread hop, a page at a time
+            page = await asyncio.to_thread(_scan_page, pending, WALK_PAGE)
+            for info in page:
+                yield info
 
     async def redirect_url(self, path: str) -> str | None:
         return None
+
+    async def abort_stale_writes(self, path: str, older_than: float) -> int:
+        return 0
 
     def local_path(self, path: str) -> Path:
         """The file behind ``path`` on this machine (for zero-copy sends)."""
@@ -242,6 +238,27 @@ def _unlink_all(paths: list[tuple[str, Path]]) -> list[str]:
         except OSError:
             failed.append(rel)
     return failed
+
+
+WALK_PAGE = 1000
+
+
+def _scan_page(pending: list[tuple[str, Path]], limit: int) -> list[FileInfo]:
+    """Scan directories from ``pending`` (adding the subdirectories found) until ``limit``
+    files are found or none is left."""
+    page: list[FileInfo] = []
+    while pending and len(page) < limit:
+        rel, directory = pending.pop()
+        try:
+            entries = _scan(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name, is_dir, size, mtime in entries:
+            if is_dir:
+                pending.append((f"{rel}/{name}", directory / name))
+            elif not name.endswith(".tmp"):
+                page.append(FileInfo(f"{rel}/{name}", size, False, mtime))
+    return page
 
 
 def _scan(directory: Path) -> list[tuple[str, bool, int, float]]:

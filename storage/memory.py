@@ -125,3 +125,6 @@ class InMemoryDriver:
 
     async def redirect_url(self, path: str) -> str | None:
         return None
+
+    async def abort_stale_writes(self, path: str, older_than: float) -> int:
+        return 0

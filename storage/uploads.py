@@ -123,14 +123,22 @@ class UploadStore:
         in the upload (the client may resume from the size it reads back).
         """
         async with self._lock(upload_id):
-            await self.size(upload_id)  # UploadNotFound before creating anything
+            size = await self.size(upload_id)  # UploadNotFound before creating anything
+            if offset is not None and offset != size:
+                raise UploadOffsetMismatch(size)
+            # Hash what is there before opening the writer: reading a file being written
+            # may reorganise how a driver holds it (S3 completes its pending parts).
+            state = await self._hash_state(upload_id, size)
             # The writer holds the upload against other processes until it is closed.
             writer = await self.driver.writer(upload_data_path(upload_id), append=True)
             try:
                 size = writer.size
                 if offset is not None and offset != size:
                     raise UploadOffsetMismatch(size)
-                state = await self._hash_state(upload_id, size)
+                if state.size != size:  # another process appended meanwhile
+                    await writer.close()
+                    state = await self._hash_state(upload_id, size)
+                    writer = await self.driver.writer(upload_data_path(upload_id), append=True)
                 state.size = -1  # unknown until the copy ends cleanly
                 copied = await copy_hashing(chunks, writer, state.hasher)
             finally:
@@ -203,6 +211,11 @@ class UploadStore:
             if not dry_run:
                 async with self._lock(upload_id):
                     await self._drop(upload_id)
+        if not dry_run:
+            # S3: multipart uploads whose upload was dropped before their state was saved
+            aborted = await self.driver.abort_stale_writes("uploads", older_than)
+            if aborted:
+                log.info("aborted %d stale multipart writes under uploads/", aborted)
         return purged
 
     async def cancel(self, upload_id: str) -> None:

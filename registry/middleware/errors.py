@@ -8,6 +8,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.errors import RegistryError, Unavailable
+from storage.driver import StorageUnavailable
 
 log = logging.getLogger("wharf.errors")
 
@@ -44,11 +45,12 @@ class ErrorMiddleware:
                 error = exc
             else:
                 log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-                error = (
-                    Unavailable("metadata database unavailable, try again")
-                    if _is_backend(exc)
-                    else RegistryError()
-                )
+                if isinstance(exc, StorageUnavailable):
+                    error = Unavailable("storage unavailable, try again")
+                elif _is_backend(exc):
+                    error = Unavailable("metadata database unavailable, try again")
+                else:
+                    error = RegistryError()
             scope["wharf.error"] = error.code
             await _render(error, scope, send)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,13 +11,21 @@ import pytest
 from storage.driver import InvalidPath, PathNotFound, StorageDriver
 from storage.filesystem import FilesystemDriver
 from storage.memory import InMemoryDriver
+from storage.s3 import S3Driver
+from tests.support.s3 import RadosGateway, s3_options
 
 
-@pytest.fixture(params=["filesystem", "inmemory"])
-def driver(request: pytest.FixtureRequest, tmp_path: Path) -> StorageDriver:
+@pytest.fixture(params=["filesystem", "inmemory", "s3"])
+def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StorageDriver]:
     if request.param == "filesystem":
-        return FilesystemDriver(tmp_path / "root")
-    return InMemoryDriver()
+        yield FilesystemDriver(tmp_path / "root")
+    elif request.param == "inmemory":
+        yield InMemoryDriver()
+    else:
+        gateway: RadosGateway = request.getfixturevalue("s3")
+        s3 = S3Driver(s3_options(gateway, f"suite/{uuid.uuid4().hex}"))
+        yield s3
+        s3.close()
 
 
 async def collect(stream: AsyncIterator[bytes]) -> bytes:
