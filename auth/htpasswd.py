@@ -90,6 +90,10 @@ class Htpasswd:
     def users(self) -> list[str]:
         return sorted(self._users)
 
+    def knows(self, user: str) -> bool:
+        """Whether the file has ``user`` (as it was last read)."""
+        return user in self._users
+
     def fingerprint(self, user: str) -> str | None:
         """A short digest of the user's stored hash (changes with the password); None if
         the user is unknown. Refresh tokens carry it, so a new password revokes them."""

@@ -62,6 +62,26 @@ class Metrics:
         self.errors = Counter(
             "wharf_http_errors", "Error responses by OCI code", ["code"], registry=self.registry
         )
+        # logins (issue #4): by source (htpasswd, ldap, robot) and result
+        self.logins = Counter(
+            "wharf_logins",
+            "Password checks by source (htpasswd, ldap, robot) and result",
+            ["source", "result"],
+            registry=self.registry,
+        )
+        self.login_duration = Histogram(
+            "wharf_login_duration_seconds",
+            "Time to check a password (bind and group lookups for LDAP), by source",
+            ["source"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.ldap_operations = Counter(
+            "wharf_ldap_operations",
+            "Requests sent to the LDAP directory (bind, search)",
+            ["operation"],
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         """The text exposition: this process's metrics, or all workers' when there are several."""

@@ -28,7 +28,7 @@ from registry.api.http import json_response
 from registry.config import AuthSettings, ConfigError
 from registry.durations import parse_duration
 from registry.errors import RegistryError, Unauthorized, Unsupported
-from registry.middleware.auth import AuthSetup, decode_basic, login, realm_path
+from registry.middleware.auth import AuthSetup, decode_basic, realm_path
 
 log = logging.getLogger("wharf.auth")
 MAX_FORM = 64 * 1024
@@ -68,8 +68,10 @@ class TokenEndpoint:
         htpasswd: Htpasswd | None,
         path: str,
         throttle: LoginThrottle,
+        setup: AuthSetup | None = None,
     ) -> None:
         self.throttle = throttle
+        self.setup = setup  # its login() checks htpasswd, LDAP and robot accounts
         self.issuer = issuer
         self.service = service
         self.policy = policy
@@ -91,10 +93,14 @@ class TokenEndpoint:
 
     async def _login(self, user: str, password: str, scope: Scope) -> Identity:
         address = str((scope.get("client") or ("", 0))[0])
-        if not await login(self.htpasswd, self.throttle, user, password, address):
+        assert self.setup is not None
+        found = await self.setup.login(user, password, address)
+        if found is None:
             raise Unauthorized("invalid username or password", headers=self.challenge)
-        scope["wharf.user"] = user
-        return self.policy.identity(user)
+        scope["wharf.user"] = found.identity.name
+        # refresh tokens are tied to an htpasswd hash: only for htpasswd users
+        scope["wharf.login_source"] = found.source
+        return found.identity
 
     def _check_service(self, service: str | None) -> None:
         if service and service != self.service:
@@ -113,6 +119,7 @@ class TokenEndpoint:
             who = await self._login(*creds, request.scope)
         asked = sc.parse_scopes(params.getlist("scope"))
         offline = params.get("offline_token", "").lower() == "true"
+        offline = offline and request.scope.get("wharf.login_source") == "htpasswd"
         return await self._answer_off_loop(who, asked, offline and who is not None)
 
     async def _post(self, request: Request) -> dict[str, Any]:
@@ -129,7 +136,9 @@ class TokenEndpoint:
             who = await self._login(
                 fields.get("username", ""), fields.get("password", ""), request.scope
             )
-            return await self._answer_off_loop(who, asked, fields.get("access_type") == "offline")
+            offline = fields.get("access_type") == "offline"
+            offline = offline and request.scope.get("wharf.login_source") == "htpasswd"
+            return await self._answer_off_loop(who, asked, offline)
         if grant_type == "refresh_token":
             who = await asyncio.to_thread(self._refreshed, fields.get("refresh_token", ""))
             request.scope["wharf.user"] = who.name
@@ -198,4 +207,5 @@ def build_token_endpoint(settings: AuthSettings, setup: AuthSetup) -> TokenEndpo
         setup.htpasswd,
         realm_path(token.realm),
         setup.throttle,
+        setup,
     )

@@ -18,6 +18,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -28,11 +29,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from auth import scopes as sc
 from auth.htpasswd import Htpasswd, HtpasswdError
 from auth.keys import KeyFileError, load_certificates, load_jwks
+from auth.ldap import LdapAuthenticator, LdapDirectory, LdapOptions
+from auth.logins import Login, LoginObserver, Logins, RobotCheck
 from auth.policy import Identity, Policy, Rule, Subjects
 from auth.scopes import ResourceScope
 from auth.throttle import LoginThrottle
 from auth.tokens import InvalidToken, TokenVerifier
-from registry.config import AuthSettings, ConfigError, PolicySettings
+from registry.config import AuthSettings, ConfigError, LdapSettings, PolicySettings
 from registry.errors import Denied, Unauthorized
 from registry.request_context import current_request
 
@@ -98,43 +101,47 @@ def _client(scope: Scope) -> str:
     return str(client[0])
 
 
-async def login(
-    htpasswd: Htpasswd | None, throttle: LoginThrottle, user: str, password: str, address: str
-) -> bool:
-    """Check a password, slowed by the recent failures for the user or the address;
-    failures are counted and logged (without the password)."""
-    wait = throttle.delay(user, address)
-    if wait:
-        await asyncio.sleep(wait)
-    if htpasswd is not None and await htpasswd.authenticate(user, password):
-        throttle.succeeded(user, address)
-        return True
-    count = throttle.failed(user, address)
-    log.warning("failed login for user %r from %s (%d recent failures)", user[:100], address, count)
-    return False
+async def identify_basic(
+    logins: Logins, scope: Scope, challenge: dict[str, str]
+) -> Identity | None:
+    """The caller named by Basic credentials (any source: htpasswd, LDAP, robot); None
+    without credentials; :class:`Unauthorized` with ``challenge`` for bad ones."""
+    auth = _authorization(scope)
+    if auth is None or auth[0] != "basic":
+        return None
+    creds = decode_basic(auth[1])
+    if creds is None:
+        raise Unauthorized("malformed Basic credentials", headers=challenge)
+    found = await logins.login(*creds, _client(scope))
+    if found is None:
+        raise Unauthorized("invalid username or password", headers=challenge)
+    return found.identity
+
+
+def caller_for(policy: Policy, who: Identity | None) -> Caller:
+    """What ``who`` (None: anonymous) may do under ``policy``."""
+
+    def may(repository: str, action: str) -> bool:
+        return action in policy.allowed(who, repository)
+
+    def sees(repository: str) -> bool:
+        return may(repository, sc.PULL)
+
+    name = who.name if who else None
+    return Caller(name, may, policy.may_list_catalog(who), sees, policy.is_admin(who))
 
 
 class BasicGate:
-    """``auth.htpasswd``: Basic credentials checked against the file, then the policy."""
+    """Basic credentials (``auth.htpasswd``, ``auth.ldap``, robot accounts) checked by
+    :class:`Logins`, then the policy."""
 
-    def __init__(
-        self, htpasswd: Htpasswd, policy: Policy, realm: str, throttle: LoginThrottle
-    ) -> None:
-        self.htpasswd = htpasswd
+    def __init__(self, logins: Logins, policy: Policy, realm: str) -> None:
+        self.logins = logins
         self.policy = policy
-        self.throttle = throttle
         self.challenge = {"WWW-Authenticate": f'Basic realm="{realm}"'}
 
     async def identify(self, scope: Scope) -> Identity | None:
-        auth = _authorization(scope)
-        if auth is None or auth[0] != "basic":
-            return None
-        creds = decode_basic(auth[1])
-        if creds is None:
-            raise Unauthorized("malformed Basic credentials", headers=self.challenge)
-        if not await login(self.htpasswd, self.throttle, *creds, _client(scope)):
-            raise Unauthorized("invalid username or password", headers=self.challenge)
-        return self.policy.identity(creds[0])
+        return await identify_basic(self.logins, scope, self.challenge)
 
     async def admit(self, scope: Scope, label: str, needed: list[ResourceScope]) -> Caller:
         who = await self.identify(scope)
@@ -147,28 +154,28 @@ class BasicGate:
                 if who is None:
                     raise Unauthorized(detail=detail, headers=self.challenge)
                 raise Denied(detail=detail)
-
-        def may(repository: str, action: str) -> bool:
-            return action in self.policy.allowed(who, repository)
-
-        def sees(repository: str) -> bool:
-            return may(repository, sc.PULL)
-
-        name = who.name if who else None
-        admin = self.policy.is_admin(who)
-        return Caller(name, may, self.policy.may_list_catalog(who), sees, admin)
+        return caller_for(self.policy, who)
 
 
 class TokenGate:
     """``auth.token``: a bearer token from the token service, checked for its scopes."""
 
     def __init__(
-        self, verifier: TokenVerifier, realm: str, service: str, policy: Policy | None
+        self,
+        verifier: TokenVerifier,
+        realm: str,
+        service: str,
+        policy: Policy | None,
+        logins: Logins | None = None,
+        basic_realm: str = "wharf",
     ) -> None:
         self.verifier = verifier
         self.realm = realm
         self.service = service
         self.policy = policy  # the built-in token service's: lets the catalog filter by it
+        # Wharf's own API and pages (/api/, /ui/) also take Basic credentials
+        self.logins = logins
+        self.basic_challenge = {"WWW-Authenticate": f'Basic realm="{basic_realm}"'}
 
     def _challenge(self, needed: list[ResourceScope], error: str | None = None) -> dict[str, str]:
         value = f'Bearer realm="{self.realm}",service="{self.service}"'
@@ -178,9 +185,29 @@ class TokenGate:
             value += f',error="{error}"'
         return {"WWW-Authenticate": value}
 
-    async def admit(self, scope: Scope, label: str, needed: list[ResourceScope]) -> Caller:
-        asked = [sc.catalog()] if label == "catalog" else needed
+    async def _admit_api(self, scope: Scope) -> Caller:
+        """``/api/``, ``/ui/`` without a bearer token: Basic credentials or nobody."""
+        policy = self.logins.policy if self.logins is not None else Policy()
         auth = _authorization(scope)
+        if auth is None:
+            return caller_for(policy, None)
+        if auth[0] == "basic" and self.logins is not None:
+            who = await identify_basic(self.logins, scope, self.basic_challenge)
+            return caller_for(policy, who)
+        raise Unauthorized("use Basic credentials or a bearer token", headers=self.basic_challenge)
+
+    def _identity(self, subject: str) -> Identity | None:
+        if not subject or self.policy is None:
+            return None
+        if self.logins is not None:
+            return self.logins.identity(subject)
+        return self.policy.identity(subject)
+
+    async def admit(self, scope: Scope, label: str, needed: list[ResourceScope]) -> Caller:
+        auth = _authorization(scope)
+        if label == "api" and (auth is None or auth[0] != "bearer"):
+            return await self._admit_api(scope)
+        asked = [sc.catalog()] if label == "catalog" else needed
         if auth is None or auth[0] != "bearer" or not auth[1]:
             raise Unauthorized(headers=self._challenge(asked))
         try:
@@ -198,7 +225,7 @@ class TokenGate:
                     headers=self._challenge(needed, "insufficient_scope"),
                 )
         access, policy = token.access, self.policy
-        who = policy.identity(token.subject) if policy and token.subject else None
+        who = self._identity(token.subject)
 
         def may(repository: str, action: str) -> bool:
             # only what the token says: the token service is the authority here
@@ -313,14 +340,75 @@ class AuthSetup:
     policy: Policy
     htpasswd: Htpasswd | None
     throttle: LoginThrottle
+    logins: Logins
 
     async def authenticate(self, user: str, password: str, address: str) -> Identity | None:
-        """Check a user's password against every configured source (throttled and
-        logged); their identity with groups, or None. The one entry point for logins
-        (Basic auth, the token service, the web UI's sign-in)."""
-        if await login(self.htpasswd, self.throttle, user, password, address):
-            return self.policy.identity(user)
+        """Check a user's password against every configured source (htpasswd, LDAP,
+        robot accounts; throttled, counted and logged); their identity with groups, or
+        None. The one entry point for logins (Basic auth, the token service, the web
+        UI's sign-in)."""
+        found = await self.logins.login(user, password, address)
+        return found.identity if found is not None else None
+
+    async def login(self, user: str, password: str, address: str) -> Login | None:
+        """:meth:`authenticate`, also saying which source the user came from."""
+        return await self.logins.login(user, password, address)
+
+    @property
+    def ldap(self) -> LdapAuthenticator | None:
+        return self.logins.ldap
+
+    def start(
+        self, robots: RobotCheck, observe: LoginObserver, ldap_operation: Callable[[str], None]
+    ) -> list[asyncio.Task[None]]:
+        """Wire what needs the running app (robot accounts in the database, metrics)
+        and start the background tasks (the LDAP group refresh); the caller cancels
+        the tasks and calls :meth:`close` at shutdown."""
+        self.logins.robots = robots
+        self.logins.observe = observe
+        tasks: list[asyncio.Task[None]] = []
+        if self.logins.ldap is not None:
+            self.logins.ldap.directory.on_operation = ldap_operation
+            tasks.append(asyncio.create_task(self.logins.ldap.run_refresher(), name="ldap-refresh"))
+        return tasks
+
+    def close(self) -> None:
+        if self.logins.ldap is not None:
+            self.logins.ldap.close()
+
+
+def ldap_options(settings: LdapSettings) -> LdapOptions:
+    return LdapOptions(
+        urls=tuple(settings.urls),
+        starttls=settings.starttls,
+        cacert=settings.cacert,
+        binddn=settings.binddn,
+        bindpassword=settings.bindpassword,
+        userdn=settings.userdn,
+        userbase=settings.userbase,
+        userfilter=settings.userfilter,
+        userattr=settings.userattr,
+        groupbase=settings.groupbase,
+        groupfilter=settings.groupfilter,
+        groupkinds=tuple(settings.groupkinds),
+        timeout=settings.timeout_seconds,
+        poolsize=settings.poolsize,
+    )
+
+
+def build_ldap(settings: LdapSettings | None) -> LdapAuthenticator | None:
+    """The LDAP authenticator of ``auth.ldap`` (nothing is contacted yet)."""
+    if settings is None:
         return None
+    if settings.cacert and not os.path.isfile(settings.cacert):
+        raise ConfigError(f"auth.ldap.cacert: cannot read {settings.cacert}")
+    try:
+        directory = LdapDirectory(ldap_options(settings))
+        for url in directory.urls:
+            directory.server(url)  # ldap3 rejects a malformed URL here
+    except Exception as e:
+        raise ConfigError(f"auth.ldap: {type(e).__name__} {e}".strip()) from None
+    return LdapAuthenticator(directory, refresh=settings.refresh_seconds)
 
 
 def build_auth(settings: AuthSettings) -> AuthSetup | None:
@@ -334,10 +422,14 @@ def build_auth(settings: AuthSettings) -> AuthSetup | None:
     except HtpasswdError as e:
         raise ConfigError(str(e)) from None
     throttle = LoginThrottle()
+    logins = Logins(policy, throttle, htpasswd, build_ldap(settings.ldap))
+    if settings.htpasswd is not None:
+        realm = settings.htpasswd.realm
+    else:
+        realm = settings.ldap.realm if settings.ldap is not None else "wharf"
     if settings.mode == "htpasswd":
-        assert htpasswd is not None and settings.htpasswd is not None
-        gate = BasicGate(htpasswd, policy, settings.htpasswd.realm, throttle)
-        return AuthSetup(gate, policy, htpasswd, throttle)
+        gate = BasicGate(logins, policy, realm)
+        return AuthSetup(gate, policy, htpasswd, throttle, logins)
     token = settings.token
     assert token is not None
     try:
@@ -350,9 +442,8 @@ def build_auth(settings: AuthSettings) -> AuthSetup | None:
     except (KeyFileError, ValueError) as e:
         raise ConfigError(f"auth.token: {e}") from None
     local = policy if settings.tokenserver is not None and settings.tokenserver.enabled else None
-    return AuthSetup(
-        TokenGate(verifier, token.realm, token.service, local), policy, htpasswd, throttle
-    )
+    gate_ = TokenGate(verifier, token.realm, token.service, local, logins, realm)
+    return AuthSetup(gate_, policy, htpasswd, throttle, logins)
 
 
 def realm_path(realm: str) -> str:

@@ -1,0 +1,92 @@
+"""Robot accounts: create (the secret is returned once), list, revoke, check a login."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from registry.durations import parse_duration
+from registry.meta import accounts as acc
+from registry.meta.accounts import Robot
+from registry.meta.db import Database
+
+_DAYS = re.compile(r"(\d+)d(.*)")
+
+
+def parse_expiry(text: str | None, now: datetime | None = None) -> datetime | None:
+    """When a robot made now expires: ``30d``, ``12h``, ``90m``, ``1d12h``; None for
+    ``never`` (or nothing). Raises ``ValueError``."""
+    if text is None or text.strip().lower() in ("", "never", "0"):
+        return None
+    value = text.strip()
+    seconds = 0.0
+    m = _DAYS.fullmatch(value)
+    if m:
+        seconds, value = int(m.group(1)) * 86400.0, m.group(2)
+    if value:
+        seconds += parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"invalid expiry {text!r}")
+    return (now or datetime.now(UTC)) + timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True)
+class NewRobot:
+    """A robot just created, with its secret (shown this once)."""
+
+    robot: Robot
+    secret: str
+
+
+class RobotAccounts:
+    """Robot accounts in the metadata database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(
+        self,
+        name: str,
+        description: str = "",
+        groups: Iterable[str] = (),
+        expires: str | None = None,
+        created_by: str | None = None,
+    ) -> NewRobot:
+        """Raises ``ValueError`` (:class:`acc.RobotNameInvalid` for names) or
+        :class:`acc.RobotExists`."""
+        full = acc.full_name(name)
+        checked = acc.check_groups(list(groups))
+        expires_at = parse_expiry(expires)
+        if len(description) > 1000:
+            raise ValueError("description longer than 1000 characters")
+        secret = acc.new_secret()
+        robot = await self.db.run_write(
+            acc.create_robot,
+            full,
+            acc.hash_secret(secret),
+            description,
+            checked,
+            expires_at,
+            created_by,
+        )
+        return NewRobot(robot, secret)
+
+    async def all(self) -> list[Robot]:
+        return await self.db.run_read(acc.list_robots)
+
+    async def revoke(self, name: str) -> bool:
+        """Delete the robot; False if there was none (or the name is not a robot's)."""
+        try:
+            full = acc.full_name(name)
+        except acc.RobotNameInvalid:
+            return False
+        return await self.db.run_write(acc.delete_robot, full)
+
+    async def check(self, name: str, secret: str) -> list[str] | None:
+        """The robot's groups if ``secret`` is right and it has not expired, else None."""
+        if not acc.is_robot(name) or not secret or len(secret) > 200:
+            return None
+        robot = await self.db.run_read(acc.check_robot, name, secret)
+        return list(robot.groups) if robot is not None else None
