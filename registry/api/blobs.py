@@ -31,6 +31,8 @@ async def get_blob(request: Request, svc: Services, name: str, digest: str) -> R
     if request.method == "HEAD":
         headers["Content-Length"] = str(size)
         return Response(b"", 200, headers=headers, media_type="application/octet-stream")
+    for listener in svc.pull_listeners:  # pull events: buffered, never blocking
+        listener("blob", name, str(d), "", size, None, None)
     url = await svc.blobs.redirect_url(d)
     if url is not None:
         return RedirectResponse(url, 307, headers={"Docker-Content-Digest": str(d)})

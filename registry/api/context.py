@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from registry.config import Settings
 from registry.meta.store import MetadataStore
@@ -20,3 +21,8 @@ class Services:
     blobs: BlobService
     uploads: UploadService
     manifests: ManifestService
+    # (kind "manifest"|"blob", repository, digest, media type, size, tag, manifest bytes):
+    # told of each GET, must not block or raise (pull events, issue #5)
+    pull_listeners: list[Callable[[str, str, str, str, int, str | None, bytes | None], None]] = (
+        field(default_factory=list)
+    )

@@ -49,6 +49,9 @@ async def get_manifest(request: Request, svc: Services, name: str, reference: st
     if request.method == "HEAD":
         return Response(b"", 200, headers=headers, media_type=record.media_type)
     body = await svc.manifests.content(record)
+    tag = None if ":" in reference else reference
+    for listener in svc.pull_listeners:  # pull events: buffered, never blocking
+        listener("manifest", name, record.digest, record.media_type, record.size, tag, body)
     return Response(body, 200, headers=headers, media_type=record.media_type)
 
 

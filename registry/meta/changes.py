@@ -22,8 +22,9 @@ Kind = Literal["blob", "manifest", "tag"]
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One committed change: a blob pushed or mounted, a manifest pushed or deleted, a tag
-    deleted. ``request`` is None for changes made outside an HTTP request."""
+    """One committed change: a blob pushed, mounted or deleted (unlinked from the
+    repository), a manifest pushed or deleted, a tag deleted. ``request`` is None for
+    changes made outside an HTTP request."""
 
     action: Action
     kind: Kind

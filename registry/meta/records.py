@@ -28,3 +28,5 @@ class NewManifest:
     annotations: str | None
     blobs: tuple[tuple[str, int], ...]
     children: tuple[str, ...]
+    # (media type, digest, size) of what it references, in its order: for events
+    references: tuple[tuple[str, str, int], ...] = ()

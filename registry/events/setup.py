@@ -1,0 +1,58 @@
+"""Wiring of the events feature: the outbox hook, pull buffer, dispatcher and API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp
+
+from registry.api.context import Services
+from registry.durations import parse_duration
+from registry.events.api import PREFIX, EventsAPI
+from registry.events.build import EventBuilder, Source
+from registry.events.dispatcher import Dispatcher
+from registry.events.metrics import EventMetrics
+from registry.events.outbox_hook import OutboxHook, PullRecorder
+
+log = logging.getLogger("wharf.events")
+
+
+def start_events(
+    services: Services,
+    registry: CollectorRegistry,
+    stack: AsyncExitStack,
+    mount: Callable[[str, ASGIApp], None],
+) -> None:
+    """Write events for every change and deliver them, if endpoints are configured; the
+    API is mounted either way (it shows an empty list without endpoints)."""
+    settings = services.settings
+    config = settings.notifications
+    db = services.meta.db
+    mount(PREFIX, EventsAPI(db, config))
+    endpoints = config.active
+    if not endpoints:
+        return
+    metrics = EventMetrics(registry)
+    builder = EventBuilder(settings, Source.of(settings))
+    dispatcher = Dispatcher(
+        db, endpoints, config.mediatype, metrics, parse_duration(config.retention)
+    )
+    dispatcher.bind(asyncio.get_running_loop())
+    services.meta.add_hook(OutboxHook(builder, endpoints, metrics, dispatcher.wake))
+    pulls = PullRecorder(db, builder, endpoints, metrics, dispatcher.wake)
+    services.pull_listeners.append(pulls.pulled)
+    starting = asyncio.create_task(dispatcher.start(), name="events-start")
+    flushing = asyncio.create_task(pulls.run_forever(), name="events-pulls")
+
+    async def stop() -> None:
+        flushing.cancel()
+        starting.cancel()
+        await pulls.flush()
+        await dispatcher.stop()
+
+    stack.push_async_callback(stop)
+    log.info("events: delivering to %s", ", ".join(e.name for e in endpoints))
