@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from registry.errors import BlobUnknown, Unsupported
+from registry.gc.guard import PushGuard
+from registry.meta.gc import DigestBusy, MountSourceGone
 from registry.meta.store import MetadataStore
 from storage.blobs import BlobNotFound, BlobStore
 from storage.digest import Digest
@@ -13,6 +15,8 @@ from storage.digest import Digest
 class BlobService:
     """Blob operations scoped to a repository (a blob is visible where it is linked)."""
 
+    guard: PushGuard | None = None  # pins for online GC, set at startup (issue #7)
+
     def __init__(self, meta: MetadataStore, blobs: BlobStore, delete_enabled: bool) -> None:
         self.meta = meta
         self.blobs = blobs
@@ -20,7 +24,10 @@ class BlobService:
 
     async def size(self, repository: str, digest: Digest) -> int:
         """The blob's size; :class:`BlobUnknown` unless it is linked to ``repository``."""
-        size = await self.meta.blob_size(repository, str(digest))
+        if self.guard is not None:  # a HEAD before skipping an upload keeps the blob
+            size = await self.guard.touch(repository, str(digest))
+        else:
+            size = await self.meta.blob_size(repository, str(digest))
         if size is None:
             raise BlobUnknown(detail={"digest": str(digest)})
         return size
@@ -41,7 +48,10 @@ class BlobService:
             await self.blobs.stat(digest)
         except BlobNotFound:
             return None
-        await self.meta.link_blob(repository, str(digest), size, from_repository=source)
+        try:
+            await self.meta.link_blob(repository, str(digest), size, from_repository=source)
+        except (MountSourceGone, DigestBusy):  # collected meanwhile: the client uploads
+            return None
         return size
 
     async def delete(self, repository: str, digest: Digest) -> None:

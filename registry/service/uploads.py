@@ -5,7 +5,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterable
 
-from registry.errors import BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
+from registry.errors import (
+    BlobUploadUnknown,
+    DigestInvalid,
+    RangeInvalid,
+    SizeInvalid,
+    Unavailable,
+)
+from registry.gc.guard import PushGuard
+from registry.meta.gc import DigestBusy
 from registry.meta.store import MetadataStore
 from storage.digest import Digest
 from storage.uploads import (
@@ -18,6 +26,8 @@ from storage.uploads import (
 
 class UploadService:
     """Upload sessions bound to a repository; a blob is linked only once verified."""
+
+    guard: PushGuard | None = None  # pins for online GC, set at startup (issue #7)
 
     def __init__(self, meta: MetadataStore, uploads: UploadStore) -> None:
         self.meta = meta
@@ -61,6 +71,8 @@ class UploadService:
     async def finish(self, repository: str, upload_id: str, digest: Digest) -> int:
         """Verify the upload against ``digest``, store the blob and link it; return its size."""
         await self._check(repository, upload_id)
+        if self.guard is not None:  # before the bytes take their place (docs/gc.md)
+            await self.guard.pin([str(digest)])
         try:
             size = await self.uploads.commit(upload_id, digest)
         except UploadNotFound:
@@ -71,7 +83,10 @@ class UploadService:
             ) from None
         except ValueError as e:
             raise SizeInvalid(str(e)) from None
-        await self.meta.link_blob(repository, str(digest), size)
+        try:
+            await self.meta.link_blob(repository, str(digest), size)
+        except DigestBusy:  # stalled longer than the GC grace period: its bytes may be gone
+            raise Unavailable("the blob was garbage collected meanwhile; upload it again") from None
         return size
 
     async def cancel(self, repository: str, upload_id: str) -> None:

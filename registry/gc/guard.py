@@ -1,0 +1,59 @@
+"""The push side of online garbage collection: pins taken by uploads, mounts, blob HEAD/GET
+and manifest pushes, so that a running GC never deletes what a push relies on.
+
+The services call :class:`PushGuard` (set on them at startup); the metadata store calls
+:func:`registry.meta.gc.guard_change` inside every link and manifest transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from registry.errors import Unavailable
+from registry.meta import gc as sql
+from registry.meta.db import Database
+
+# A blob HEAD/GET writes its pin at most this often (else it only reads): a GC grace
+# period must be longer for a HEAD to keep a blob for the manifest that follows it.
+TOUCH_REFRESH = 10.0
+# How long a push waits for a GC that is deleting the very digest it pushes.
+BUSY_WAIT = 30.0
+
+
+class PushGuard:
+    """Pins digests for push-side operations."""
+
+    def __init__(self, db: Database, refresh: float = TOUCH_REFRESH) -> None:
+        self.db = db
+        self.refresh = refresh
+
+    async def pin(self, digests: Sequence[str]) -> None:
+        """Pin ``digests`` before their bytes are put in place or relied on; wait (up to
+        ``BUSY_WAIT``) while a GC is deleting one of them, then answer 503."""
+        deadline = time.monotonic() + BUSY_WAIT
+        delay = 0.05
+        while True:
+            try:
+                await self.db.run_write(sql.pin, list(digests), time.time())
+                return
+            except sql.DigestBusy as e:
+                if time.monotonic() > deadline:
+                    raise Unavailable(
+                        f"{e.digest} is being garbage collected; push it again shortly"
+                    ) from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def touch(self, repository: str, digest: str) -> int | None:
+        """The size of a blob linked to ``repository`` (None if not), pinned for a client
+        that may reference it next instead of uploading it."""
+        found = await self.db.run_read(sql.size_and_seen, repository, digest)
+        if found is None:
+            return None
+        size, seen_at = found
+        now = time.time()
+        if seen_at >= now - self.refresh:
+            return size
+        return await self.db.run_write(sql.touch, repository, digest, now)

@@ -1,0 +1,158 @@
+"""Runs started inside a registry process (the API and the schedule), and the options the
+configuration and requests give."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+
+from registry.config import GCSettings, Settings
+from registry.durations import parse_duration
+from registry.errors import GCRunning, InvalidParameter
+from registry.gc.collector import Collector, GCBusy, GCOptions, GCResult
+from registry.meta import gc as sql
+from registry.meta.changes import ChangeHook
+from registry.meta.db import Database
+from storage.driver import StorageDriver
+
+log = logging.getLogger("wharf.gc")
+
+
+def options_from(settings: Settings, **overrides: Any) -> GCOptions:
+    """Run options from the ``gc`` and upload purging settings, with ``overrides``."""
+    gc: GCSettings = settings.gc
+    purging = settings.storage.maintenance.uploadpurging
+    values: dict[str, Any] = {
+        "grace": parse_duration(gc.grace),
+        "delete_untagged": gc.deleteuntagged,
+        "untagged_age": parse_duration(gc.untaggedage) if gc.untaggedage else None,
+        "upload_age": purging.age_seconds if purging.enabled else None,
+        "walk": gc.walk,
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return GCOptions(**values)
+
+
+def options_from_request(settings: Settings, body: dict[str, Any]) -> GCOptions:
+    """Options of ``POST /api/gc/runs``: ``dry_run``, ``delete_untagged``, ``grace``,
+    ``untagged_age``, ``walk``; durations as in the config (``1h``)."""
+    known = {"dry_run", "delete_untagged", "grace", "untagged_age", "walk"}
+    unknown = set(body) - known
+    if unknown:
+        raise InvalidParameter(f"unknown options: {', '.join(sorted(unknown))}")
+    overrides: dict[str, Any] = {}
+    for flag in ("dry_run", "delete_untagged", "walk"):
+        if flag in body:
+            if not isinstance(body[flag], bool):
+                raise InvalidParameter(f"{flag} must be true or false")
+            overrides[flag] = body[flag]
+    for name in ("grace", "untagged_age"):
+        if body.get(name) is not None:
+            try:
+                overrides[name] = parse_duration(body[name])
+            except (ValueError, TypeError):
+                raise InvalidParameter(f"{name}: invalid duration {body[name]!r}") from None
+            if overrides[name] < 0:
+                raise InvalidParameter(f"{name} must not be negative")
+    return options_from(settings, **overrides)
+
+
+class GCMetrics:
+    """Counters of the runs made in this process."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.runs = Counter(
+            "wharf_gc_runs", "Garbage collection runs by outcome", ["state"], registry=registry
+        )
+        self.reclaimed = Counter(
+            "wharf_gc_reclaimed_bytes", "Bytes garbage collection deleted", registry=registry
+        )
+        self.deleted = Counter(
+            "wharf_gc_deleted", "Objects garbage collection deleted", ["kind"], registry=registry
+        )
+
+    def record(self, result: GCResult) -> None:
+        self.runs.labels("dry_run" if result.dry_run else "done").inc()
+        if result.dry_run:
+            return
+        self.reclaimed.inc(result.bytes_reclaimed)
+        self.deleted.labels("manifest").inc(result.manifests_deleted)
+        self.deleted.labels("blob").inc(result.blobs_deleted)
+        self.deleted.labels("link").inc(result.links_deleted)
+        self.deleted.labels("orphan").inc(result.orphan_files_deleted)
+
+
+class GCRunner:
+    """Starts runs in this process, one at a time, and the schedule."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        driver: StorageDriver,
+        hooks: list[ChangeHook],
+        metrics: GCMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.driver = driver
+        self.hooks = hooks  # the store's live list: hooks added later count too
+        self.metrics = metrics
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, options: GCOptions, trigger: str) -> int:
+        """Start a run in the background; its id. :class:`GCRunning` if one is going on."""
+        collector = Collector(self.db, self.driver, self.hooks)
+        try:
+            run_id = await collector.start(options, trigger)
+        except GCBusy as e:
+            raise GCRunning(str(e)) from None
+        task = asyncio.create_task(self._execute(collector, options), name=f"gc-run-{run_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return run_id
+
+    async def _execute(self, collector: Collector, options: GCOptions) -> None:
+        try:
+            result = await collector.execute(options)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("garbage collection run %s failed", collector.run_id)
+            if self.metrics is not None:
+                self.metrics.runs.labels("failed").inc()
+            return
+        if self.metrics is not None:
+            self.metrics.record(result)
+
+    async def schedule(self, interval: float) -> None:
+        """Every ``interval`` (jittered), start a run unless one ran (on any node) lately.
+
+        Every node runs this loop; the lease lets one run at a time, and the last
+        scheduled run's start time, in the database, spaces them out across nodes.
+        """
+        await asyncio.sleep(random.uniform(1.0, min(interval, 60.0)))
+        while True:
+            try:
+                last = await self.db.run_read(sql.last_finished)
+                if last is None or time.time() - last >= interval * 0.9:
+                    await self.start(options_from(self.settings), "schedule")
+            except GCRunning:
+                pass
+            except Exception:
+                log.exception("scheduled garbage collection could not start")
+            await asyncio.sleep(min(interval, 300.0) * random.uniform(0.5, 1.0))
+
+    def cancel(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def wait(self) -> None:
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
