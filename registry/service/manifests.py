@@ -14,10 +14,14 @@ from registry.errors import (
     ManifestInvalid,
     ManifestUnknown,
     NameUnknown,
+    Unavailable,
     Unsupported,
 )
+from registry.gc.guard import PushGuard
+from registry.meta.gc import DigestBusy
 from registry.meta.records import ManifestRecord, NewManifest
 from registry.meta.store import MetadataStore, MissingReferences
+from registry.search.facts import details_for
 from storage.blobs import BlobNotFound, BlobStore
 from storage.digest import Digest, InvalidDigest
 
@@ -56,6 +60,9 @@ def _new_manifest(digest: Digest, body: bytes, parsed: ParsedManifest) -> NewMan
         annotations=json.dumps(parsed.annotations) if parsed.annotations else None,
         blobs=tuple((str(d.digest), d.size) for d in parsed.blobs),
         children=tuple(str(d.digest) for d in parsed.manifests),
+        references=tuple(
+            (d.media_type, str(d.digest), d.size) for d in [*parsed.blobs, *parsed.manifests]
+        ),
     )
 
 
@@ -71,6 +78,8 @@ def _reference(reference: str) -> tuple[str | None, Digest | None]:
 
 class ManifestService:
     """Manifests of repositories: bytes in the blob store, everything else in metadata."""
+
+    guard: PushGuard | None = None  # pins for online GC, set at startup (issue #7)
 
     def __init__(
         self,
@@ -103,11 +112,16 @@ class ManifestService:
         if ref_digest is not None and ref_digest != digest:
             raise DigestInvalid(detail={"expected": str(ref_digest), "actual": str(digest)})
         new = _new_manifest(digest, body, parsed)
+        if self.guard is not None:  # before the bytes are stored or found stored
+            await self.guard.pin([str(digest)])
         await self.blobs.put(body, digest.algorithm)
+        details = await details_for(self.blobs, parsed)  # facts for the search index
         try:
-            await self.meta.put_manifest(repository, new, tag)
+            await self.meta.put_manifest(repository, new, tag, details=details)
         except MissingReferences as e:
             raise ManifestBlobUnknown(detail={"missing": e.missing}) from None
+        except DigestBusy as e:
+            raise Unavailable(f"{e.digest} is being garbage collected; retry") from None
         self.cache.put(str(digest), body)
         return digest, parsed
 

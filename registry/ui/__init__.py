@@ -1,0 +1,1 @@
+"""The web UI (issue #8): server-rendered pages under ``/ui/``."""

@@ -1,0 +1,421 @@
+"""The web UI under ``/ui/``: server-rendered pages (Jinja2, autoescaped), readable
+without JavaScript.
+
+Pages: search (``/ui/``), repository, image, sign in and out, the confirmation and
+deletion of a tag, and an administrator's overview. With no ``auth`` configured
+everything is open. Otherwise the viewer is the user of the session cookie (signed in
+through :meth:`AuthSetup.authenticate`), or the caller the auth middleware identified
+from an ``Authorization`` header, or anonymous; what they see and may delete follows the
+access policy, as on ``/v2/``. Every POST needs the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from auth.policy import Identity
+from registry.api.access import caller_of, is_open
+from registry.api.context import Services
+from registry.errors import InvalidParameter, ManifestUnknown, RegistryError, Unsupported
+from registry.meta import search as ms
+from registry.middleware.auth import AuthSetup
+from registry.search.query import Params, SearchService, parse_query
+from registry.ui.session import COOKIE, Session, SessionCodec
+
+log = logging.getLogger("wharf.ui")
+
+STATIC = Path(__file__).parent / "static"
+STATIC_FILES = {"style.css": "text/css", "app.js": "text/javascript"}
+MAX_FORM = 64 * 1024
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+class PageError(Exception):
+    """A page that cannot be shown: rendered as a message with ``status``."""
+
+    def __init__(self, status: int, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.title, self.message = status, title, message
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking at the pages, and what they may do."""
+
+    name: str | None
+    admin: bool
+    may: Callable[[str, str], bool]  # (repository, action)
+    open: bool = False  # no auth configured
+
+    def may_pull(self, repository: str) -> bool:
+        return self.may(repository, "pull")
+
+
+def human_size(value: object) -> str:
+    size = float(value) if isinstance(value, int | float) else 0.0
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} B"
+
+
+def short_digest(value: object) -> str:
+    text = str(value or "")
+    algorithm, _, hexpart = text.partition(":")
+    return f"{algorithm}:{hexpart[:12]}" if hexpart else text
+
+
+def when(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("registry.ui", "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["size"] = human_size
+    env.filters["short"] = short_digest
+    env.filters["when"] = when
+    return env
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path inside the UI (never another site) to go to after signing in."""
+    if target and target.startswith("/ui/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/ui/"
+
+
+class WebUI:
+    """The ASGI app mounted at ``/ui``."""
+
+    def __init__(self, services: Services, search: SearchService, auth: AuthSetup | None) -> None:
+        self.services = services
+        self.search = search
+        self.auth = auth
+        self.env = _environment()
+        self._codec: SessionCodec | None = None
+
+    async def codec(self) -> SessionCodec:
+        if self._codec is None:
+            import secrets
+
+            key = await self.services.meta.db.run_write(
+                ms.session_secret, secrets.token_urlsafe(48)
+            )
+            self._codec = SessionCodec(key)
+        return self._codec
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["wharf.route"] = "ui"
+        request = Request(scope, receive)
+        codec = await self.codec()
+        session = codec.load(request.cookies.get(COOKIE))
+        try:
+            response = await self._route(request, session)
+        except PageError as e:
+            response = self.page(
+                request,
+                session,
+                "message.html",
+                {"title": e.title, "message": e.message},
+                status=e.status,
+            )
+        if session.changed:
+            secure = scope.get("scheme") == "https"
+            response.headers.append("Set-Cookie", codec.header(session, secure))
+        await response(scope, receive, send)
+
+    async def _route(self, request: Request, session: Session) -> Response:
+        path = request.url.path.rstrip("/") or "/"
+        method = request.method
+        if path.startswith("/ui/static/"):
+            return self._static(path.removeprefix("/ui/static/"))
+        pages: dict[str, Callable[[Request, Session], Any]] = {
+            "/ui": self._search_page,
+            "/ui/repository": self._repository_page,
+            "/ui/image": self._image_page,
+            "/ui/login": self._login_page,
+            "/ui/delete": self._delete_page,
+            "/ui/admin": self._admin_page,
+        }
+        actions: dict[str, Callable[[Request, Session, dict[str, str]], Any]] = {
+            "/ui/login": self._login,
+            "/ui/logout": self._logout,
+            "/ui/delete": self._delete,
+        }
+        if method in ("GET", "HEAD") and path in pages:
+            response: Response = await pages[path](request, session)
+            return response
+        if method == "POST" and path in actions:
+            form = await self._form(request)
+            if not session.check_csrf(form.get("csrf")):
+                raise PageError(
+                    403,
+                    "Form expired",
+                    "This form is out of date or did not come from this site. "
+                    "Go back, reload the page and try again.",
+                )
+            response = await actions[path](request, session, form)
+            return response
+        if path in pages or path in actions:
+            raise PageError(405, "Not allowed", f"{method} is not allowed on this page.")
+        raise PageError(404, "Not found", "There is no such page.")
+
+    # -- helpers -----------------------------------------------------------
+
+    def viewer(self, request: Request, session: Session) -> Viewer:
+        scope = request.scope
+        if self.auth is None or is_open(scope):
+            return Viewer(None, True, lambda _repo, _action: True, open=True)
+        policy = self.auth.policy
+        if session.user is not None:
+            who = Identity(session.user, frozenset(session.groups))
+
+            def may(repository: str, action: str) -> bool:
+                return action in policy.allowed(who, repository)
+
+            return Viewer(session.user, policy.is_admin(who), may)
+        caller = caller_of(scope)
+        if caller is not None and caller.name is not None:
+            return Viewer(caller.name, caller.admin, caller.may)
+
+        def anonymous(repository: str, action: str) -> bool:
+            return action in policy.allowed(None, repository)
+
+        return Viewer(None, False, anonymous)
+
+    def page(
+        self,
+        request: Request,
+        session: Session,
+        template: str,
+        context: dict[str, Any],
+        status: int = 200,
+    ) -> Response:
+        viewer = self.viewer(request, session)
+        html = self.env.get_template(template).render(
+            viewer=viewer,
+            csrf=session.csrf,
+            auth_enabled=self.auth is not None,
+            here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+            **context,
+        )
+        return HTMLResponse(html, status, headers=dict(SECURITY_HEADERS))
+
+    async def _form(self, request: Request) -> dict[str, str]:
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM:
+                raise PageError(413, "Too large", "The form is too large.")
+        return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+    def _registry_host(self, request: Request) -> str:
+        configured = self.services.settings.http.host
+        if configured:
+            return configured.split("://", 1)[-1].rstrip("/")
+        return request.headers.get("host", "localhost")
+
+    def _need_pull(self, viewer: Viewer, repository: str) -> None:
+        if not viewer.may_pull(repository):
+            if viewer.name is None:
+                raise PageError(401, "Sign in required", f"Sign in to see {repository}.")
+            raise PageError(403, "Not allowed", f"{viewer.name} may not see {repository}.")
+
+    def _static(self, name: str) -> Response:
+        if name not in STATIC_FILES:
+            raise PageError(404, "Not found", "There is no such file.")
+        return FileResponse(
+            STATIC / name,
+            media_type=STATIC_FILES[name],
+            headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"},
+        )
+
+    # -- pages -------------------------------------------------------------
+
+    async def _search_page(self, request: Request, session: Session) -> Response:
+        q = request.query_params.get("q", "").strip()
+        fields = {
+            k: request.query_params.get(k, "").strip()
+            for k in ("tag", "label", "platform", "sort", "cursor")
+        }
+        items: list[tuple[str, str]] = []
+        if q.startswith(("sha256:", "sha512:")):
+            items.append(("digest", q))
+        elif q:
+            items.append(("name", q))
+        items += [(k, v) for k, v in fields.items() if v]
+        error, rows, next_url = None, [], None
+        try:
+            query = parse_query(Params([*items, ("n", "25")]))
+            viewer = self.viewer(request, session)
+            allowed = None if viewer.open else viewer.may_pull
+            result = await self.search.search(query, allowed)
+            rows = result.rows
+            if result.next_cursor:
+                kept = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+                next_url = "/ui/?" + urlencode([*kept, ("cursor", result.next_cursor)])
+        except InvalidParameter as e:
+            error = e.message
+        context = {"q": q, "fields": fields, "rows": rows, "error": error, "next_url": next_url}
+        status = 400 if error else 200
+        return self.page(request, session, "search.html", context, status)
+
+    async def _repository_page(self, request: Request, session: Session) -> Response:
+        name = request.query_params.get("name", "")
+        viewer = self.viewer(request, session)
+        self._need_pull(viewer, name)
+        counts = await self.search.repository(name)
+        if counts is None:
+            raise PageError(404, "Not found", f"There is no repository {name}.")
+        params = [("repository", name), ("n", "100")]
+        if cursor := request.query_params.get("cursor"):
+            params.append(("cursor", cursor))
+        try:
+            result = await self.search.search(parse_query(Params(params), "tag"), None)
+        except InvalidParameter as e:
+            raise PageError(400, "Bad request", e.message) from None
+        next_url = None
+        if result.next_cursor:
+            next_url = "/ui/repository?" + urlencode({"name": name, "cursor": result.next_cursor})
+        context = {
+            "name": name,
+            "counts": counts,
+            "rows": result.rows,
+            "next_url": next_url,
+            "host": self._registry_host(request),
+            "may_delete": viewer.may(name, "delete") and self._deletes_enabled(),
+            "deleted": request.query_params.get("deleted"),
+        }
+        return self.page(request, session, "repository.html", context)
+
+    async def _image_page(self, request: Request, session: Session) -> Response:
+        name = request.query_params.get("name", "")
+        ref = request.query_params.get("ref", "")
+        viewer = self.viewer(request, session)
+        self._need_pull(viewer, name)
+        image = await self.search.image(name, ref) if ref else None
+        if image is None:
+            raise PageError(404, "Not found", f"There is no image {name}:{ref}.")
+        host = self._registry_host(request)
+        by_tag = ":" not in ref
+        pull = f"docker pull {host}/{name}{':' if by_tag else '@'}{ref}"
+        context = {"name": name, "ref": ref, "image": image, "pull": pull, "by_tag": by_tag}
+        context["may_delete"] = viewer.may(name, "delete") and self._deletes_enabled()
+        return self.page(request, session, "image.html", context)
+
+    async def _login_page(self, request: Request, session: Session) -> Response:
+        context = {"next": _safe_next(request.query_params.get("next")), "error": None}
+        return self.page(request, session, "login.html", context)
+
+    async def _delete_page(self, request: Request, session: Session) -> Response:
+        name = request.query_params.get("name", "")
+        tag = request.query_params.get("tag", "")
+        self._need_delete(self.viewer(request, session), name)
+        image = await self.search.image(name, tag) if tag and ":" not in tag else None
+        if image is None:
+            raise PageError(404, "Not found", f"There is no tag {tag} in {name}.")
+        context = {"name": name, "tag": tag, "image": image}
+        return self.page(request, session, "delete.html", context)
+
+    async def _admin_page(self, request: Request, session: Session) -> Response:
+        viewer = self.viewer(request, session)
+        if not viewer.admin:
+            if viewer.name is None:
+                raise PageError(401, "Sign in required", "Sign in as an administrator.")
+            raise PageError(403, "Not allowed", f"{viewer.name} is not an administrator.")
+        settings = self.services.settings
+        context = {
+            "counts": await self.search.counts(),
+            "facts": {
+                "storage": settings.storage.driver,
+                "database": settings.database_url.split("://")[0],
+                "auth": settings.auth.mode,
+                "deletes": "enabled" if self._deletes_enabled() else "disabled",
+            },
+        }
+        return self.page(request, session, "admin.html", context)
+
+    # -- actions (POST, CSRF checked) ----------------------------------------
+
+    async def _login(self, request: Request, session: Session, form: dict[str, str]) -> Response:
+        target = _safe_next(form.get("next"))
+        if self.auth is None:
+            return RedirectResponse(target, 303)
+        user, password = form.get("username", "").strip(), form.get("password", "")
+        address = request.client.host if request.client else ""
+        who = await self.auth.authenticate(user, password, address) if user else None
+        if who is None:
+            context = {"next": target, "error": "Wrong user name or password.", "username": user}
+            return self.page(request, session, "login.html", context, status=401)
+        # a new session (and CSRF token) on every sign-in: no fixation
+        session.user, session.groups = who.name, tuple(sorted(who.groups))
+        session.csrf, session.changed = Session().csrf, True
+        log.info("ui sign-in: %s from %s", who.name, address)
+        return RedirectResponse(target, 303)
+
+    async def _logout(self, request: Request, session: Session, form: dict[str, str]) -> Response:
+        session.user, session.groups = None, ()
+        session.csrf, session.changed = Session().csrf, True
+        return RedirectResponse("/ui/", 303)
+
+    async def _delete(self, request: Request, session: Session, form: dict[str, str]) -> Response:
+        name, tag = form.get("name", ""), form.get("tag", "")
+        self._need_delete(self.viewer(request, session), name)
+        if not tag or ":" in tag:
+            raise PageError(400, "Bad request", "Name a tag to delete.")
+        try:
+            await self.services.manifests.delete(name, tag)
+        except ManifestUnknown:
+            raise PageError(404, "Not found", f"There is no tag {tag} in {name}.") from None
+        except Unsupported:
+            raise PageError(
+                405, "Deletes disabled", "Deletes are disabled on this registry."
+            ) from None
+        except RegistryError as e:
+            raise PageError(e.http_status, "Not deleted", e.message) from None
+        log.info("ui: tag %s:%s deleted by %s", name, tag, session.user or "anonymous")
+        return RedirectResponse("/ui/repository?" + urlencode({"name": name, "deleted": tag}), 303)
+
+    def _deletes_enabled(self) -> bool:
+        return self.services.manifests.delete_enabled
+
+    def _need_delete(self, viewer: Viewer, name: str) -> None:
+        if not self._deletes_enabled():
+            raise PageError(405, "Deletes disabled", "Deletes are disabled on this registry.")
+        if not viewer.may(name, "delete"):
+            if viewer.name is None:
+                raise PageError(401, "Sign in required", f"Sign in to delete tags in {name}.")
+            raise PageError(403, "Not allowed", f"{viewer.name} may not delete tags in {name}.")
