@@ -1,0 +1,296 @@
+"""Replication state (issue #6): runs, leases, pending on-push work, resumable uploads.
+
+Times are epoch seconds (floats): compared across nodes and dialects without time zones.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+
+from registry.meta.db import Database
+from registry.meta.tables import metadata, name_type
+
+replication_runs = Table(
+    "replication_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", name_type(255), nullable=False),
+    Column("trigger", String(20), nullable=False),
+    Column("node", String(255), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Column("tags_copied", Integer, nullable=False, default=0),
+    Column("tags_skipped", Integer, nullable=False, default=0),
+    Column("tags_deleted", Integer, nullable=False, default=0),
+    Column("blobs_copied", Integer, nullable=False, default=0),
+    Column("blobs_skipped", Integer, nullable=False, default=0),
+    Column("blobs_mounted", Integer, nullable=False, default=0),
+    Column("bytes", BigInteger, nullable=False, default=0),
+    Column("errors", Text, nullable=True),
+    Index("ix_replication_runs_rule", "rule", "id"),
+)
+
+replication_leases = Table(
+    "replication_leases",
+    metadata,
+    Column("rule", name_type(255), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+replication_pending = Table(
+    "replication_pending",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", name_type(255), nullable=False),
+    Column("repository", name_type(255), nullable=False),
+    Column("tag", String(255), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_replication_pending_rule", "rule", "id"),
+)
+
+replication_uploads = Table(
+    "replication_uploads",
+    metadata,
+    Column("rule", name_type(255), primary_key=True),
+    Column("repository", name_type(255), primary_key=True),
+    Column("digest", String(150), primary_key=True),
+    Column("location", Text, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+RUN_COUNTERS = (
+    "tags_copied",
+    "tags_skipped",
+    "tags_deleted",
+    "blobs_copied",
+    "blobs_skipped",
+    "blobs_mounted",
+    "bytes",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    id: int
+    repository: str
+    tag: str
+    created_at: float
+
+
+def _run_dict(row: Any) -> dict[str, Any]:
+    out = dict(row._mapping)
+    out["errors"] = json.loads(out["errors"]) if out["errors"] else []
+    return out
+
+
+# -- runs ----------------------------------------------------------------------
+
+
+def _start_run(conn: Connection, rule: str, trigger: str, node: str) -> int:
+    row: dict[str, Any] = {"rule": rule, "trigger": trigger, "node": node}
+    row |= {"status": "running", "started_at": time.time(), **dict.fromkeys(RUN_COUNTERS, 0)}
+    run_id: int = conn.execute(
+        insert(replication_runs).values(row).returning(replication_runs.c.id)
+    ).scalar_one()
+    return run_id
+
+
+def _finish_run(
+    conn: Connection, run_id: int, status: str, counters: dict[str, int], errors: list[str]
+) -> None:
+    values: dict[str, Any] = {k: counters.get(k, 0) for k in RUN_COUNTERS}
+    values |= {"status": status, "finished_at": time.time()}
+    values["errors"] = json.dumps(errors[:50]) if errors else None
+    conn.execute(update(replication_runs).where(replication_runs.c.id == run_id).values(values))
+
+
+def _runs(conn: Connection, rule: str | None, limit: int) -> list[dict[str, Any]]:
+    query = select(replication_runs).order_by(replication_runs.c.id.desc()).limit(limit)
+    if rule is not None:
+        query = query.where(replication_runs.c.rule == rule)
+    return [_run_dict(r) for r in conn.execute(query)]
+
+
+def _latest(conn: Connection, status: str | None) -> dict[str, dict[str, Any]]:
+    """The newest run of each rule (with ``status`` only, if given)."""
+    newest = select(func.max(replication_runs.c.id)).group_by(replication_runs.c.rule)
+    if status is not None:
+        newest = newest.where(replication_runs.c.status == status)
+    query = select(replication_runs).where(replication_runs.c.id.in_(newest))
+    return {r.rule: _run_dict(r) for r in conn.execute(query)}
+
+
+# -- leases --------------------------------------------------------------------
+
+
+def _acquire(conn: Connection, rule: str, holder: str, ttl: float) -> bool:
+    now = time.time()
+    row = conn.execute(
+        select(replication_leases).where(replication_leases.c.rule == rule).with_for_update()
+    ).first()
+    if row is None:
+        conn.execute(
+            insert(replication_leases).values(rule=rule, holder=holder, expires_at=now + ttl)
+        )
+        return True
+    if row.holder != holder and row.expires_at > now:
+        return False
+    conn.execute(
+        update(replication_leases)
+        .where(replication_leases.c.rule == rule)
+        .values(holder=holder, expires_at=now + ttl)
+    )
+    return True
+
+
+def _release(conn: Connection, rule: str, holder: str) -> None:
+    conn.execute(
+        delete(replication_leases).where(
+            replication_leases.c.rule == rule, replication_leases.c.holder == holder
+        )
+    )
+
+
+# -- pending on-push work ------------------------------------------------------
+
+
+def add_pending(conn: Connection, rule: str, repository: str, tag: str) -> None:
+    """Note a tag to replicate (called by the change hook inside the push's transaction)."""
+    conn.execute(
+        insert(replication_pending).values(
+            rule=rule, repository=repository, tag=tag, created_at=time.time()
+        )
+    )
+
+
+def _pending(conn: Connection, rule: str, limit: int) -> list[Pending]:
+    query = (
+        select(replication_pending)
+        .where(replication_pending.c.rule == rule)
+        .order_by(replication_pending.c.id)
+        .limit(limit)
+    )
+    return [Pending(r.id, r.repository, r.tag, r.created_at) for r in conn.execute(query)]
+
+
+def _oldest_pending(conn: Connection) -> dict[str, float]:
+    query = select(replication_pending.c.rule, func.min(replication_pending.c.created_at)).group_by(
+        replication_pending.c.rule
+    )
+    return {r[0]: float(r[1]) for r in conn.execute(query)}
+
+
+def _done_pending(conn: Connection, ids: list[int]) -> None:
+    if ids:
+        conn.execute(delete(replication_pending).where(replication_pending.c.id.in_(ids)))
+
+
+# -- resumable uploads -----------------------------------------------------------
+
+
+def _upload(conn: Connection, rule: str, repository: str, digest: str) -> tuple[str, int] | None:
+    t = replication_uploads.c
+    row = conn.execute(
+        select(t.location, t.offset).where(
+            t.rule == rule, t.repository == repository, t.digest == digest
+        )
+    ).first()
+    return (row.location, int(row.offset)) if row is not None else None
+
+
+def _save_upload(
+    conn: Connection, rule: str, repository: str, digest: str, location: str, offset: int
+) -> None:
+    _drop_upload(conn, rule, repository, digest)
+    conn.execute(
+        insert(replication_uploads).values(
+            rule=rule,
+            repository=repository,
+            digest=digest,
+            location=location,
+            offset=offset,
+            updated_at=time.time(),
+        )
+    )
+
+
+def _drop_upload(conn: Connection, rule: str, repository: str, digest: str) -> None:
+    t = replication_uploads.c
+    conn.execute(
+        delete(replication_uploads).where(
+            t.rule == rule, t.repository == repository, t.digest == digest
+        )
+    )
+
+
+class ReplicationStore:
+    """Each method one transaction on the registry's database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def start_run(self, rule: str, trigger: str, node: str) -> int:
+        return await self.db.run_write(_start_run, rule, trigger, node)
+
+    async def finish_run(
+        self, run_id: int, status: str, counters: dict[str, int], errors: list[str]
+    ) -> None:
+        await self.db.run_write(_finish_run, run_id, status, counters, errors)
+
+    async def runs(self, rule: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        return await self.db.run_read(_runs, rule, limit)
+
+    async def latest(self, status: str | None = None) -> dict[str, dict[str, Any]]:
+        return await self.db.run_read(_latest, status)
+
+    async def acquire(self, rule: str, holder: str, ttl: float) -> bool:
+        return await self.db.run_write(_acquire, rule, holder, ttl)
+
+    async def release(self, rule: str, holder: str) -> None:
+        await self.db.run_write(_release, rule, holder)
+
+    async def pending(self, rule: str, limit: int = 500) -> list[Pending]:
+        return await self.db.run_read(_pending, rule, limit)
+
+    async def oldest_pending(self) -> dict[str, float]:
+        return await self.db.run_read(_oldest_pending)
+
+    async def add_pending(self, rule: str, repository: str, tag: str) -> None:
+        await self.db.run_write(add_pending, rule, repository, tag)
+
+    async def done_pending(self, ids: list[int]) -> None:
+        await self.db.run_write(_done_pending, ids)
+
+    async def upload(self, rule: str, repository: str, digest: str) -> tuple[str, int] | None:
+        return await self.db.run_read(_upload, rule, repository, digest)
+
+    async def save_upload(
+        self, rule: str, repository: str, digest: str, location: str, offset: int
+    ) -> None:
+        await self.db.run_write(_save_upload, rule, repository, digest, location, offset)
+
+    async def drop_upload(self, rule: str, repository: str, digest: str) -> None:
+        await self.db.run_write(_drop_upload, rule, repository, digest)

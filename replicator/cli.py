@@ -1,0 +1,97 @@
+"""``wharf replicate RULE -c config.yml``: run one rule now, with progress on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Any
+
+from registry.config import ConfigError, load_settings
+from registry.meta.db import Database
+from registry.meta.migrate import SchemaOutOfDate, ensure_schema
+from registry.meta.replication import ReplicationStore
+from replicator.copy import Counters
+from replicator.rules import local_remote
+from replicator.runner import RuleRunner
+
+
+class Progress:
+    """One status line on stderr, rewritten at most 10 times a second (on a terminal)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.started = time.monotonic()
+        self._last = 0.0
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+
+    def line(self, c: Counters) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        mib = c.bytes / 1048576
+        return (
+            f"tags {c.tags_copied} copied, {c.tags_skipped} in step | blobs {c.blobs_copied} "
+            f"copied, {c.blobs_mounted} mounted, {c.blobs_skipped} present | "
+            f"{mib:.1f} MiB, {mib / elapsed:.1f} MiB/s"
+        )
+
+    def __call__(self, c: Counters) -> None:
+        now = time.monotonic()
+        if not self.tty or now - self._last < 0.1:
+            return
+        self._last = now
+        self.stream.write("\r" + self.line(c)[:200] + "\033[K")
+        self.stream.flush()
+
+    def done(self, status: str, c: Counters) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K")
+        self.stream.write(f"{status}: {self.line(c)}\n")
+        for error in c.errors:
+            self.stream.write(f"  error: {error}\n")
+        self.stream.flush()
+
+
+async def _replicate(config: str | None, rule_name: str, record: bool) -> int:
+    try:
+        settings = load_settings(config)
+    except ConfigError as e:
+        print(f"wharf: {e}", file=sys.stderr)
+        return 2
+    rules = {r.name: r for r in settings.replication.rules}
+    if rule_name not in rules:
+        known = ", ".join(rules) or "none"
+        print(f"wharf: no replication rule {rule_name!r} (rules: {known})", file=sys.stderr)
+        return 2
+    progress = Progress()
+    db: Database | None = None
+    store = None
+    if record:
+        try:
+            await ensure_schema(settings.database_url)
+        except SchemaOutOfDate as e:
+            print(f"wharf: {e}", file=sys.stderr)
+            return 2
+        db = Database(settings.database_url, 2)
+        store = ReplicationStore(db)
+    try:
+        runner = RuleRunner(rules[rule_name], local_remote(settings), store, progress)
+        status, counters = await runner.run("manual")
+    finally:
+        if db is not None:
+            await db.close()
+    progress.done(status, counters)
+    return 0 if status == "ok" else 1
+
+
+def _command(args: argparse.Namespace) -> int:
+    return asyncio.run(_replicate(args.config, args.rule, not args.no_record))
+
+
+def add_commands(sub: Any) -> None:
+    """Add ``replicate`` to the ``wharf`` command."""
+    p = sub.add_parser("replicate", help="run a replication rule now (progress on stderr)")
+    p.add_argument("rule", help="the rule's name (replication.rules[].name)")
+    p.add_argument("-c", "--config", help="YAML config file")
+    p.add_argument("--no-record", action="store_true", help="do not record the run in the database")
+    p.set_defaults(func=_command)

@@ -1,0 +1,29 @@
+"""The on-push trigger: a change hook that notes pushed (and deleted) tags for the rules
+that want them, in the same transaction as the push, for the scheduler to pick up."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from registry.config import ReplicationRuleSettings
+from registry.meta.changes import Change
+from registry.meta.replication import add_pending
+from replicator.rules import repository_selected, tag_selected
+
+
+class OnPushHook:
+    """``hook(conn, change)``: records a pending row per matching on-push rule."""
+
+    def __init__(self, rules: list[ReplicationRuleSettings]) -> None:
+        self.rules = [r for r in rules if r.onpush and r.direction == "push"]
+
+    def __call__(self, conn: Connection, change: Change) -> None:
+        if change.kind == "blob" or change.tag is None:
+            return  # blobs, and manifests pushed by digest, are replicated with their tag
+        if change.action == "delete" and change.kind != "tag":
+            return
+        for rule in self.rules:
+            if change.action == "delete" and not rule.deletes:
+                continue
+            if repository_selected(rule, change.repository) and tag_selected(rule, change.tag):
+                add_pending(conn, rule.name, change.repository, change.tag)

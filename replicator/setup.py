@@ -1,0 +1,36 @@
+"""Wiring replication into a running registry (called from ``Wharf._start_features``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from starlette.types import ASGIApp
+
+from registry.api.context import Services
+from registry.meta.replication import ReplicationStore
+from registry.metrics import Metrics
+from replicator.api import PREFIX, ReplicationAPI
+from replicator.hook import OnPushHook
+from replicator.rules import local_remote
+from replicator.scheduler import ReplicationMetrics, Scheduler
+
+
+def start_replication(
+    services: Services, metrics: Metrics, mount: Callable[[str, ASGIApp], None]
+) -> asyncio.Task[None] | None:
+    """Mount the API, register the on-push hook, start the scheduler (when there are
+    rules); the scheduler task, for the caller to cancel at shutdown."""
+    settings = services.settings
+    rules = settings.replication.rules
+    store = ReplicationStore(services.meta.db)
+    mount(PREFIX, ReplicationAPI(rules, store))
+    if not rules or not settings.replication.enabled:
+        return None
+    hook = OnPushHook(rules)
+    if hook.rules:
+        services.meta.add_hook(hook)
+    scheduler = Scheduler(
+        rules, local_remote(settings), store, ReplicationMetrics(metrics.registry)
+    )
+    return asyncio.create_task(scheduler.run_forever(), name="replication")
