@@ -11,10 +11,13 @@ from contextlib import AsyncExitStack
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from registry.api.context import Services
+from registry.api.robots import start_auth
 from registry.api.router import DistributionAPI
 from registry.api.token import TokenEndpoint, build_token_endpoint
 from registry.config import Settings, load_settings
 from registry.errors import NotFound
+from registry.events.setup import start_events
+from registry.gc.feature import start_gc
 from registry.logs import configure_logging
 from registry.meta.db import Database
 from registry.meta.migrate import ensure_schema
@@ -23,10 +26,13 @@ from registry.metrics import Metrics
 from registry.middleware.auth import AuthMiddleware, build_auth
 from registry.middleware.errors import ErrorMiddleware
 from registry.middleware.observe import ObserveMiddleware
+from registry.search.wiring import start_search
 from registry.service.blobs import BlobService
 from registry.service.manifests import ManifestService
 from registry.service.purge import UploadPurger
 from registry.service.uploads import UploadService
+from replicator.mirror import install_mirrors
+from replicator.setup import start_replication
 from storage.blobs import BlobStore
 from storage.driver import StorageDriver
 from storage.filesystem import FilesystemDriver
@@ -42,6 +48,29 @@ def make_driver(settings: Settings) -> StorageDriver:
     """The storage driver the settings name."""
     if settings.storage.driver == "inmemory":
         return InMemoryDriver()
+    if settings.storage.s3 is not None:
+        from storage.s3 import S3Driver, S3Options  # boto3 is loaded only when used
+
+        s3 = settings.storage.s3
+        return S3Driver(
+            S3Options(
+                bucket=s3.bucket,
+                region=s3.region,
+                regionendpoint=s3.regionendpoint,
+                accesskey=s3.accesskey,
+                secretkey=s3.secretkey,
+                rootdirectory=s3.rootdirectory,
+                chunksize=s3.chunksize,
+                secure=s3.secure,
+                v4auth=s3.v4auth,
+                forcepathstyle=s3.forcepathstyle,
+                redirect=not settings.storage.redirect.disable,
+                redirect_expiry=settings.storage.redirect.expiry_seconds,
+                threads=s3.threads,
+                multipart_copy_threshold=s3.multipartcopythresholdsize,
+                copy_part_size=s3.multipartcopychunksize,
+            )
+        )
     assert settings.storage.filesystem is not None
     root = settings.storage.filesystem.rootdirectory
     os.makedirs(root, exist_ok=True)
@@ -109,6 +138,7 @@ class Wharf:
         asyncio.get_running_loop().set_default_executor(executor)
         self._stack.callback(executor.shutdown, wait=False)
         self.services = await build_services(self.settings, self._stack)
+        self.services = install_mirrors(self.services, self._stack)  # pull-through (#6)
         self._api = DistributionAPI(self.services)
         purging = self.settings.storage.maintenance.uploadpurging
         if purging.enabled:
@@ -135,6 +165,14 @@ class Wharf:
         """Mount the feature APIs and start their background tasks (each feature adds
         its lines here; ``self._stack`` cancels and closes them at shutdown)."""
         assert self.services is not None
+        start_gc(self.services, self.metrics.registry, self._stack, self.mount)  # online GC (#7)
+        if self._auth is not None:  # robot accounts, LDAP group refresh, login metrics (#4)
+            start_auth(self._auth, self.services, self.metrics, self._stack, self.mount)
+        start_search(self.services, self.mount, self._auth)  # search, web UI (#8)
+        start_events(self.services, self.metrics.registry, self._stack, self.mount)  # (#5)
+        replication = start_replication(self.services, self.metrics, self.mount)  # (#6)
+        if replication is not None:
+            self._stack.callback(replication.cancel)
 
     async def shutdown(self) -> None:
         await self._stack.aclose()

@@ -11,6 +11,7 @@ import tempfile
 from typing import Any
 
 from registry.config import ConfigError, Settings, load_settings
+from registry.gc.cli import add_commands as gc_commands
 from registry.logs import configure_logging
 from registry.meta.migrate import (
     SchemaOutOfDate,
@@ -20,6 +21,9 @@ from registry.meta.migrate import (
     upgrade,
 )
 from registry.metrics import MULTIPROC_ENV
+from registry.robots_cli import add_commands as robot_commands
+from registry.search.reindex import add_commands as search_commands
+from replicator.cli import add_commands as replicator_commands
 
 
 def _settings(path: str | None) -> Settings:
@@ -58,6 +62,8 @@ def _serve(args: argparse.Namespace) -> int:
         "proxy_headers": True,
         "server_header": False,
         "timeout_keep_alive": 75,
+        # a worker importing the app slowly (a loaded machine) is not killed and respawned
+        "timeout_worker_healthcheck": 60,
         "ssl_certfile": tls.certificate or None,
         "ssl_keyfile": tls.key or None,
     }
@@ -87,9 +93,25 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+SECRET_KEYS = ("password", "secret", "secretkey", "accesskey", "authorization", "token")
+
+
+def redact(value: Any) -> Any:
+    """``value`` with every credential (passwords, secrets, keys, Authorization headers)
+    replaced by ``***``, for printing."""
+    if isinstance(value, dict):
+        return {
+            k: "***" if isinstance(k, str) and k.lower().endswith(SECRET_KEYS) and v else redact(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
 def _config(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
-    print(json.dumps(settings.model_dump(), indent=2))
+    print(json.dumps(redact(settings.model_dump()), indent=2))
     return 0
 
 
@@ -154,6 +176,10 @@ def parser() -> argparse.ArgumentParser:
     explain.add_argument("repository")
     explain.add_argument("-c", "--config", help="YAML config file")
     explain.set_defaults(func=_explain)
+    replicator_commands(sub)  # wharf replicate (#6)
+    search_commands(sub)  # wharf search reindex (#8)
+    robot_commands(sub)  # wharf robot create|list|revoke (#4)
+    gc_commands(sub)  # wharf gc (#7)
     return p
 
 

@@ -43,6 +43,56 @@ class FilesystemSettings(_Section):
     rootdirectory: str = "./data"
 
 
+class S3Settings(_Section):
+    """``storage.s3``: the reference registry's keys, plus ``threads`` (boto3's pool)."""
+
+    region: str = "us-east-1"
+    regionendpoint: str = ""
+    bucket: str
+    accesskey: str = ""
+    secretkey: str = ""
+    rootdirectory: str = ""
+    chunksize: int = 10 * 1024 * 1024
+    secure: bool = True
+    v4auth: bool = True
+    forcepathstyle: bool = False
+    multipartcopythresholdsize: int = 5 * 1024 * 1024 * 1024
+    multipartcopychunksize: int = 1024 * 1024 * 1024
+    threads: int = 16
+
+    @field_validator("chunksize", "multipartcopychunksize")
+    @classmethod
+    def _part_size(cls, value: int) -> int:
+        if value < 5 * 1024 * 1024:
+            raise ValueError("must be at least 5242880 (5 MiB, S3's smallest part)")
+        return value
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if not value:
+            raise ValueError("storage.s3.bucket is required")
+        return value
+
+
+class RedirectSettings(_Section):
+    """``storage.redirect``: blob GETs answer 307 to a presigned URL unless ``disable``
+    (drivers without URLs, such as the filesystem, always serve the bytes)."""
+
+    disable: bool = False
+    expiry: str = "20m"
+
+    @field_validator("expiry", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> str:
+        parse_duration(value)
+        return str(value)
+
+    @property
+    def expiry_seconds(self) -> float:
+        return max(parse_duration(self.expiry), 1.0)
+
+
 class DeleteSettings(_Section):
     enabled: bool = True
 
@@ -76,12 +126,14 @@ class MaintenanceSettings(_Section):
 class StorageSettings(_Section):
     filesystem: FilesystemSettings | None = None
     inmemory: dict[str, Any] | None = None
+    s3: S3Settings | None = None
+    redirect: RedirectSettings = RedirectSettings()
     delete: DeleteSettings = DeleteSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
 
     @model_validator(mode="after")
     def _one_driver(self) -> StorageSettings:
-        drivers = [d for d in ("filesystem", "inmemory") if getattr(self, d) is not None]
+        drivers = [d for d in ("filesystem", "inmemory", "s3") if getattr(self, d) is not None]
         if len(drivers) > 1:
             raise ValueError(f"configure one storage driver, not {', '.join(drivers)}")
         if not drivers:
@@ -90,6 +142,8 @@ class StorageSettings(_Section):
 
     @property
     def driver(self) -> str:
+        if self.s3 is not None:
+            return "s3"
         return "inmemory" if self.inmemory is not None else "filesystem"
 
 
@@ -200,16 +254,78 @@ class PolicySettings(_Section):
     rules: list[PolicyRuleSettings] = Field(default_factory=list)
 
 
+class LdapSettings(_Section):
+    """``auth.ldap`` (Wharf's own): users and groups from an LDAP directory (ldap3).
+
+    Either ``userdn`` (a template such as ``uid={user},ou=people,dc=example,dc=org``:
+    bind as the user directly) or a search under ``userbase`` for
+    ``(&userfilter(userattr=NAME))`` with the service account ``binddn``, then a bind
+    as the DN found. Groups (by ``cn``) come from ``groupkinds``: ``groupOfNames``
+    (``member=DN`` under ``groupbase``), ``memberOf`` (the user's attribute) and
+    ``posixGroup`` (``memberUid=NAME``). Every ``refresh`` the groups of the users
+    seen lately are read again (needs ``binddn``).
+    """
+
+    url: str | list[str]
+    starttls: bool = False
+    cacert: str = ""
+    binddn: str = ""
+    bindpassword: str = Field(default="", exclude=True)  # never printed by `wharf config`
+    userdn: str = ""
+    userbase: str = ""
+    userfilter: str = "(objectClass=*)"
+    userattr: str = "uid"
+    groupbase: str = ""
+    groupfilter: str = ""
+    groupkinds: list[Literal["groupOfNames", "memberOf", "posixGroup"]] = ["groupOfNames"]
+    timeout: str = "5s"
+    poolsize: int = Field(default=4, ge=1, le=64)
+    refresh: str = "5m"
+    realm: str = "wharf"
+
+    @field_validator("timeout", "refresh", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> str:
+        parse_duration(value)
+        return str(value)
+
+    @model_validator(mode="after")
+    def _how_to_find_users(self) -> LdapSettings:
+        if not self.userdn and not (self.userbase and self.binddn):
+            raise ValueError("auth.ldap needs userdn, or userbase with binddn")
+        if self.userdn and "{user}" not in self.userdn:
+            raise ValueError("auth.ldap.userdn must contain {user}")
+        if not self.urls:
+            raise ValueError("auth.ldap.url is empty")
+        for url in self.urls:
+            if not url.lower().startswith(("ldap://", "ldaps://")):
+                raise ValueError(f"auth.ldap.url must be ldap://... or ldaps://..., not {url!r}")
+        return self
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.url] if isinstance(self.url, str) else list(self.url)
+
+    @property
+    def timeout_seconds(self) -> float:
+        return max(parse_duration(self.timeout), 0.1)
+
+    @property
+    def refresh_seconds(self) -> float:
+        return max(parse_duration(self.refresh), 1.0)
+
+
 class AuthSettings(BaseModel):
     """``auth``: none (the default, open), ``htpasswd`` (Basic) or ``token`` (Bearer)."""
 
-    # unknown methods (silly, ldap ...) must not leave the registry silently open
+    # unknown methods (silly ...) must not leave the registry silently open
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     htpasswd: HtpasswdSettings | None = None
     token: TokenSettings | None = None
     tokenserver: TokenServerSettings | None = None
     policy: PolicySettings | None = None
+    ldap: LdapSettings | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> AuthSettings:
@@ -227,9 +343,208 @@ class AuthSettings(BaseModel):
         ``auth.htpasswd`` only gives the built-in token service its users)."""
         if self.token is not None:
             return "token"
-        if self.htpasswd is not None:
-            return "htpasswd"
+        if self.htpasswd is not None or self.ldap is not None:
+            return "htpasswd"  # Basic auth: htpasswd and/or LDAP users (and robots)
         return "none"
+
+
+class RemoteSettings(_Section):
+    """A remote registry: URL, credentials (Basic, or the user of a token service), TLS."""
+
+    url: str
+    username: str = ""
+    password: str = ""
+    insecure: bool = False  # do not verify the TLS certificate
+    cacert: str = ""  # CA bundle (PEM) to verify it with
+
+
+class ReplicationRuleSettings(_Section):
+    """``replication.rules[]``: what to copy between this registry and a remote one."""
+
+    name: str
+    remote: RemoteSettings
+    direction: Literal["push", "pull"] = "push"
+    repositories: list[str] = Field(default_factory=lambda: ["*"])  # include globs
+    exclude: list[str] = Field(default_factory=list)  # repository globs
+    tags: list[str] = Field(default_factory=list)  # include: globs, or re:<regex>
+    excludetags: list[str] = Field(default_factory=list)
+    prefix: str = ""  # destination repository prefix
+    schedule: str = ""  # cron expression (croniter); empty: on push / on demand only
+    onpush: bool = False
+    deletes: bool = False  # propagate tag deletes
+    maxparallel: int = Field(default=4, ge=1, le=64)
+    bandwidth: str = ""  # bytes per second: 10M, 512K, 1G; empty: unlimited
+    retries: int = Field(default=3, ge=0)  # per blob, within a run
+    chunksize: str = "16M"
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if value:
+            from croniter import croniter
+
+            if not croniter.is_valid(value):
+                raise ValueError(f"invalid cron schedule {value!r}")
+        return value
+
+
+class ReplicationSettings(_Section):
+    """``replication``: rules, and how the replicator reaches this registry itself."""
+
+    rules: list[ReplicationRuleSettings] = Field(default_factory=list)
+    local: RemoteSettings | None = None  # default: http(s)://http.addr, no credentials
+    enabled: bool = True  # run schedules and on-push triggers in `serve`
+
+    @model_validator(mode="after")
+    def _unique(self) -> ReplicationSettings:
+        names = [r.name for r in self.rules]
+        if len(names) != len(set(names)):
+            raise ValueError("replication rule names must be unique")
+        return self
+
+
+class ProxySettings(_Section):
+    """``proxy`` (as in the reference registry): mirror one upstream for the whole registry."""
+
+    remoteurl: str = ""
+    username: str = ""
+    password: str = ""
+    ttl: str = "168h"
+
+
+class MirrorSettings(_Section):
+    """``mirrors[]`` (Wharf's own): mirror an upstream under a repository prefix."""
+
+    prefix: str
+    remoteurl: str
+    username: str = ""
+    password: str = ""
+    ttl: str = "1h"  # re-check a cached tag with a HEAD after this long
+    insecure: bool = False
+    cacert: str = ""
+
+    @field_validator("ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> str:
+        parse_duration(value)
+        return str(value)
+
+
+class NotificationIgnoreSettings(_Section):
+    """``notifications.endpoints[].ignore``: events an endpoint is not sent."""
+
+    mediatypes: list[str] = Field(default_factory=list)
+    actions: list[str] = Field(default_factory=list)
+
+
+EVENTS_V1 = "application/vnd.docker.distribution.events.v1+json"
+
+
+class NotificationEndpointSettings(_Section):
+    """One ``notifications.endpoints[]`` entry: the reference's keys, plus Wharf's
+    ``mediatype``, ``format``, ``secret``, ``maxbatch``, ``maxattempts`` and ``maxage``."""
+
+    name: str
+    url: str
+    disabled: bool = False
+    headers: dict[str, list[str]] = Field(default_factory=dict)
+    timeout: str = "1s"
+    threshold: int = 10
+    backoff: str = "1s"
+    ignoredmediatypes: list[str] = Field(default_factory=list)
+    ignore: NotificationIgnoreSettings = NotificationIgnoreSettings()
+    mediatype: str = ""  # empty: notifications.mediatype
+    format: Literal["envelope", "cloudevents", "cloudevents-batch"] = "envelope"
+    secret: str = ""
+    maxbatch: int = Field(default=100, ge=1, le=10_000)
+    maxattempts: int = Field(default=0, ge=0)  # 0: no limit
+    maxage: str = "168h"  # 0: no limit
+
+    @field_validator("timeout", "backoff", "maxage", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> str:
+        parse_duration(value)
+        return str(value)
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _header_lists(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
+        return value
+
+    @property
+    def timeout_seconds(self) -> float:
+        return parse_duration(self.timeout) or 1.0
+
+    @property
+    def backoff_seconds(self) -> float:
+        return parse_duration(self.backoff) or 1.0
+
+    @property
+    def maxage_seconds(self) -> float:
+        return parse_duration(self.maxage)
+
+    def ignores(self, action: str, media_type: str) -> bool:
+        """True when an event with ``action`` and target ``media_type`` is not sent here."""
+        types = {*self.ignoredmediatypes, *self.ignore.mediatypes}
+        return action in self.ignore.actions or (bool(media_type) and media_type in types)
+
+
+class NotificationEventsSettings(_Section):
+    includereferences: bool = False
+
+
+class NotificationsSettings(_Section):
+    """``notifications``: where events are sent (see docs/events.md)."""
+
+    events: NotificationEventsSettings = NotificationEventsSettings()
+    endpoints: list[NotificationEndpointSettings] = Field(default_factory=list)
+    mediatype: str = EVENTS_V1
+    retention: str = "168h"  # how long delivered events stay listable in /api/events
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> str:
+        parse_duration(value)
+        return str(value)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> NotificationsSettings:
+        names = [e.name for e in self.endpoints]
+        if len(names) != len(set(names)):
+            raise ValueError("notifications.endpoints[].name must be unique")
+        return self
+
+    @property
+    def active(self) -> list[NotificationEndpointSettings]:
+        return [e for e in self.endpoints if not e.disabled]
+
+
+class GCSettings(_Section):
+    """Online garbage collection (issue #7): ``schedule`` is an interval (``24h``) between
+    runs, empty for none; one node runs each (a lease in the database)."""
+
+    schedule: str = ""
+    grace: str = "1h"
+    deleteuntagged: bool = False
+    untaggedage: str = ""  # with deleteuntagged: keep untagged manifests younger than this
+    walk: bool = True  # also look for orphan files in storage
+    # a blob HEAD/GET writes its pin at most this often; keep it well below the grace
+    pinrefresh: str = "10s"
+
+    @field_validator("schedule", "untaggedage", mode="before")
+    @classmethod
+    def _optional_duration(cls, value: Any) -> str:
+        if value not in (None, ""):
+            parse_duration(value)
+        return "" if value is None else str(value)
+
+    @field_validator("grace", "pinrefresh", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> str:
+        parse_duration(value)
+        return str(value)
 
 
 class Settings(_Section):
@@ -242,6 +557,11 @@ class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     validation: ValidationSettings = ValidationSettings()
     auth: AuthSettings = AuthSettings()
+    replication: ReplicationSettings = ReplicationSettings()
+    proxy: ProxySettings = ProxySettings()
+    mirrors: list[MirrorSettings] = Field(default_factory=list)
+    notifications: NotificationsSettings = NotificationsSettings()
+    gc: GCSettings = GCSettings()
 
     @field_validator("version", mode="before")
     @classmethod

@@ -15,6 +15,12 @@ if [[ $WITH_TESTS == 1 ]]; then
   APT_PKGS+=(skopeo podman uidmap runc docker.io docker-registry iproute2)
   # PostgreSQL server binaries: the tests start a private cluster of their own
   APT_PKGS+=(postgresql)
+  # Ceph (one mon, one OSD, radosgw): the tests start a private S3 endpoint of their own
+  APT_PKGS+=(radosgw ceph-mon ceph-osd ceph-common)
+  # OpenLDAP server and tools: the LDAP tests start a private slapd of their own
+  APT_PKGS+=(slapd ldap-utils)
+  # Chromium for the web UI tests (driven by the playwright package; never `playwright install`)
+  APT_PKGS+=(chromium)
 fi
 missing=()
 for p in "${APT_PKGS[@]}"; do
@@ -22,7 +28,7 @@ for p in "${APT_PKGS[@]}"; do
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
   $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 PY=${PYTHON:-python3}

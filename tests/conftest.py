@@ -10,7 +10,9 @@ import httpx
 import pytest
 
 from tests.support.postgres import PostgresCluster, find_bindir
+from tests.support.s3 import RadosGateway, missing_binaries
 from tests.support.server import WharfServer
+from tests.support.slapd import Slapd
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +26,30 @@ def postgres() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[RadosGateway]:
+    """A private Ceph radosgw (S3) for the session with a bucket ``wharf``, stopped at the end."""
+    missing = missing_binaries()
+    if missing:
+        pytest.fail(f"Ceph is missing ({', '.join(missing)}): run ./scripts/install.sh --test")
+    gateway = RadosGateway().start()
+    try:
+        gateway.create_bucket("wharf")
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+@pytest.fixture(scope="session")
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    """A private OpenLDAP server (users, groups; StartTLS and LDAPS) for the session."""
+    server = Slapd(tmp_path_factory.mktemp("slapd")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

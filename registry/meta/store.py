@@ -95,16 +95,20 @@ def _global_blob_size(conn: Connection, digest: str) -> int | None:
     return size
 
 
-def _unlink_blob(conn: Connection, repository: str, digest: str) -> bool:
-    repo_id = _repository_id(conn, repository)
+def _unlink_blob(conn: Connection, hooks: Hooks, change: Change) -> bool:
+    repo_id = _repository_id(conn, change.repository)
     if repo_id is None:
         return False
     result = conn.execute(
         delete(repository_blobs).where(
-            repository_blobs.c.repository_id == repo_id, repository_blobs.c.digest == digest
+            repository_blobs.c.repository_id == repo_id,
+            repository_blobs.c.digest == change.digest,
         )
     )
-    return bool(result.rowcount)
+    if not result.rowcount:
+        return False
+    _notify(conn, hooks, change)
+    return True
 
 
 # -- manifests -------------------------------------------------------------
@@ -188,6 +192,10 @@ def _delete_manifest(conn: Connection, hooks: Hooks, change: Change) -> bool:
     row = conn.execute(
         select(manifests.c.media_type, manifests.c.size).where(manifests.c.id == manifest_id)
     ).first()
+    # the tags it loses, for the hooks (events: the reference sends one delete per tag)
+    untagged = list(
+        conn.execute(select(tags.c.name).where(tags.c.manifest_id == manifest_id)).scalars()
+    )
     conn.execute(delete(tags).where(tags.c.manifest_id == manifest_id))
     conn.execute(delete(manifest_blobs).where(manifest_blobs.c.manifest_id == manifest_id))
     conn.execute(delete(manifest_children).where(manifest_children.c.parent_id == manifest_id))
@@ -196,6 +204,7 @@ def _delete_manifest(conn: Connection, hooks: Hooks, change: Change) -> bool:
     result = conn.execute(delete(manifests).where(manifests.c.id == manifest_id))
     if not result.rowcount:
         return False
+    change = replace(change, details={**change.details, "untagged": untagged})
     if row is not None:
         change = replace(change, media_type=row.media_type, size=row.size)
     _notify(conn, hooks, change)
@@ -307,7 +316,14 @@ class MetadataStore:
 
     async def unlink_blob(self, repository: str, digest: str) -> bool:
         """Remove a blob's link to ``repository``; False if it was not linked."""
-        return await self.db.run_write(_unlink_blob, repository, digest)
+        change = Change(
+            action="delete",
+            kind="blob",
+            repository=repository,
+            digest=digest,
+            request=current_request.get(),
+        )
+        return await self.db.run_write(_unlink_blob, tuple(self.hooks), change)
 
     async def put_manifest(
         self,

@@ -63,7 +63,7 @@ class WharfServer:
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://{self.host}"
 
-    def start(self, timeout: float = 30) -> WharfServer:
+    def start(self, timeout: float = 120) -> WharfServer:
         self.config_path.write_text(yaml.safe_dump(self.config))
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
         with self.log_path.open("ab") as log:
@@ -87,16 +87,25 @@ class WharfServer:
         raise RuntimeError(f"wharf did not answer in {timeout}s:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Stop the process (SIGKILL for a crash)."""
+        """Stop the process (SIGKILL for a crash: then the whole process group, workers
+        included, dies at once, as when a machine loses power)."""
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            if sig == signal.SIGKILL:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+            else:
+                self.proc.send_signal(sig)
             try:
-                self.proc.wait(10)
+                self.proc.wait(30)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
+        elif sig == signal.SIGKILL:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc = None
 
     def restart(self) -> WharfServer:

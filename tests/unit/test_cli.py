@@ -57,3 +57,18 @@ def test_db_upgrade_and_out_of_date_schema(tmp_path: Path) -> None:
     out = wharf("serve", str(cfg))
     assert out.returncode == 2
     assert "wharf db upgrade" in out.stderr
+
+
+def test_config_output_hides_credentials(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(
+        "storage:\n  filesystem:\n    rootdirectory: /tmp/x\n"
+        "notifications:\n  endpoints:\n    - name: hook\n      url: http://127.0.0.1:1/\n"
+        "      headers: {Authorization: [Bearer s3cr3t-header]}\n"
+        "replication:\n  rules:\n    - name: r\n      direction: push\n"
+        "      remote: {url: 'http://127.0.0.1:2', username: u, password: s3cr3t-pass}\n"
+    )
+    out = wharf("config", str(cfg))
+    assert out.returncode == 0, out.stderr
+    assert "s3cr3t" not in out.stdout
+    assert "***" in out.stdout and "127.0.0.1:2" in out.stdout
