@@ -55,7 +55,7 @@ from registry.meta import queries as q
 from registry.meta.changes import Change, ChangeHook
 from registry.meta.gc_tables import gc_doomed, gc_lease, gc_runs, gc_seen
 from registry.meta.mirror import mirror_manifests
-from registry.meta.store import MissingReferences
+from registry.meta.store import check_references
 from registry.meta.tables import (
     blobs,
     manifest_blobs,
@@ -214,20 +214,7 @@ def _recheck_references(conn: Connection, change: Change) -> None:
     new = change.manifest
     assert new is not None
     repo_id = conn.execute(q.repository_id(), {"name": change.repository}).scalar()
-    missing: list[str] = []
-    wanted = list(dict(new.blobs))
-    if wanted:
-        found = set(
-            conn.execute(q.linked_blobs(), {"repository_id": repo_id, "digests": wanted}).scalars()
-        )
-        missing += [d for d in wanted if d not in found]
-    children = list(dict.fromkeys(new.children))
-    if children:
-        params = {"repository_id": repo_id, "digests": children}
-        found = set(conn.execute(q.present_manifests(), params).scalars())
-        missing += [d for d in children if d not in found]
-    if missing:
-        raise MissingReferences(missing)
+    check_references(conn, -1 if repo_id is None else int(repo_id), new)  # -1: none there
 
 
 def _check_not_collected(conn: Connection, digest: str) -> None:

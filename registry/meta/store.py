@@ -114,7 +114,8 @@ def _unlink_blob(conn: Connection, hooks: Hooks, change: Change) -> bool:
 # -- manifests -------------------------------------------------------------
 
 
-def _check_references(conn: Connection, repo_id: int, new: NewManifest) -> None:
+def check_references(conn: Connection, repo_id: int, new: NewManifest) -> None:
+    """Raise :class:`MissingReferences` for blobs or children of ``new`` not in the repository."""
     missing: list[str] = []
     wanted_blobs = list(dict(new.blobs))
     if wanted_blobs:
@@ -145,7 +146,7 @@ def _put_manifest(conn: Connection, hooks: Hooks, change: Change) -> None:
     assert new is not None
     repo_id = _repository_id(conn, repository, create=True)
     assert repo_id is not None
-    _check_references(conn, repo_id, new)
+    check_references(conn, repo_id, new)
     row = {
         "repository_id": repo_id,
         "digest": new.digest,

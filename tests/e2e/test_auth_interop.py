@@ -34,7 +34,7 @@ def reference(wharf_tokens: WharfServer, tmp_path: Path) -> Iterator[str]:
     """docker-registry on a free port, trusting Wharf's token service; yields host:port."""
     binary = shutil.which("docker-registry")
     if binary is None:
-        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+        pytest.fail("docker-registry is not installed: run ./scripts/install.sh --test")
     port = free_port()
     token = wharf_tokens.config["auth"]["token"]
     config = {

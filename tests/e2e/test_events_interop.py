@@ -31,7 +31,7 @@ def reference(tmp_path: Path) -> Iterator[tuple[str, Receiver]]:
     """docker-registry with notifications to its own receiver; yields (host:port, receiver)."""
     binary = shutil.which("docker-registry")
     if binary is None:
-        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+        pytest.fail("docker-registry is not installed: run ./scripts/install.sh --test")
     rcv = Receiver(tmp_path / "ref-receiver").start()
     port = free_port()
     config = {

@@ -37,11 +37,11 @@ INSTALL_HINT = {
 
 
 def require(*binaries: str) -> None:
-    """Skip the test if one of the binaries is not on PATH."""
+    """Fail the test if one of the binaries is not on PATH (install.sh --test installs them)."""
     for binary in binaries:
         if shutil.which(binary) is None:
             hint = INSTALL_HINT.get(binary, "")
-            pytest.skip(f"{binary} is not installed" + (f" ({hint})" if hint else ""))
+            pytest.fail(f"{binary} is not installed" + (f" ({hint})" if hint else ""))
 
 
 class CommandFailed(AssertionError):

@@ -172,7 +172,7 @@ class ReferenceRegistry:
     def __init__(self, workdir: Path, users: dict[str, str] | None = None) -> None:
         binary = shutil.which("docker-registry")
         if binary is None:
-            pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+            pytest.fail("docker-registry is not installed: run ./scripts/install.sh --test")
         self.binary = binary
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
