@@ -200,3 +200,27 @@ class GCRunUnknown(RegistryError):
     """No garbage collection run with that id (HTTP 404)."""
 
     code, status, default_message = "GC_RUN_UNKNOWN", 404, "garbage collection run unknown"
+
+
+class ReplicationRuleInvalid(RegistryError):
+    """A replication rule given to ``/api/replication/rules`` that cannot be used (HTTP 400)."""
+
+    code, status, default_message = "RULE_INVALID", 400, "invalid replication rule"
+
+
+class ReplicationRuleUnknown(RegistryError):
+    """No replication rule of that name (HTTP 404)."""
+
+    code, status, default_message = "RULE_UNKNOWN", 404, "replication rule unknown"
+
+
+class ReplicationRuleExists(RegistryError):
+    """A replication rule of that name exists already, in the database or config (HTTP 409)."""
+
+    code, status, default_message = "RULE_EXISTS", 409, "replication rule exists already"
+
+
+class ReplicationRuleReadOnly(RegistryError):
+    """A replication rule of the config file, which the API may not change (HTTP 409)."""
+
+    code, status, default_message = "RULE_READ_ONLY", 409, "replication rule is read-only"

@@ -14,6 +14,7 @@ from registry.meta.migrate import SchemaOutOfDate, ensure_schema
 from registry.meta.replication import ReplicationStore
 from replicator.copy import Counters
 from replicator.rules import local_remote
+from replicator.ruleset import RuleSet
 from replicator.runner import RuleRunner
 
 
@@ -58,15 +59,11 @@ async def _replicate(config: str | None, rule_name: str, record: bool) -> int:
     except ConfigError as e:
         print(f"wharf: {e}", file=sys.stderr)
         return 2
-    rules = {r.name: r for r in settings.replication.rules}
-    if rule_name not in rules:
-        known = ", ".join(rules) or "none"
-        print(f"wharf: no replication rule {rule_name!r} (rules: {known})", file=sys.stderr)
-        return 2
+    rule = next((r for r in settings.replication.rules if r.name == rule_name), None)
     progress = Progress()
     db: Database | None = None
     store = None
-    if record:
+    if record or rule is None:  # rules added through the API are in the database
         try:
             await ensure_schema(settings.database_url)
         except SchemaOutOfDate as e:
@@ -75,7 +72,15 @@ async def _replicate(config: str | None, rule_name: str, record: bool) -> int:
         db = Database(settings.database_url, 2)
         store = ReplicationStore(db)
     try:
-        runner = RuleRunner(rules[rule_name], local_remote(settings), store, progress)
+        if rule is None:
+            assert store is not None
+            rules = await RuleSet(settings.replication.rules, store).current()
+            rule = rules.get(rule_name)
+            if rule is None:
+                known = ", ".join(rules) or "none"
+                print(f"wharf: no replication rule {rule_name!r} (rules: {known})", file=sys.stderr)
+                return 2
+        runner = RuleRunner(rule, local_remote(settings), store if record else None, progress)
         status, counters = await runner.run("manual")
     finally:
         if db is not None:
@@ -91,7 +96,7 @@ def _command(args: argparse.Namespace) -> int:
 def add_commands(sub: Any) -> None:
     """Add ``replicate`` to the ``wharf`` command."""
     p = sub.add_parser("replicate", help="run a replication rule now (progress on stderr)")
-    p.add_argument("rule", help="the rule's name (replication.rules[].name)")
+    p.add_argument("rule", help="the rule's name (in the config, or added through the API)")
     p.add_argument("-c", "--config", help="YAML config file")
     p.add_argument("--no-record", action="store_true", help="do not record the run in the database")
     p.set_defaults(func=_command)

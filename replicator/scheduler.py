@@ -1,10 +1,11 @@
 """The background task in ``wharf serve``: cron schedules and on-push work.
 
-Every second it looks for due schedules and pending rows (written by the on-push hook
-or the API). A rule runs on one worker of one node at a time: the runner holds the
-rule's lease row, renewed while it runs. A schedule's fire time counts as done once a
-run with trigger ``schedule`` started after it, so other workers that wake up for the
-same time skip it.
+Every second it reads the rules in force (config and database: a rule added, changed or
+deleted through the API on any worker or node counts from the next tick) and looks for
+due schedules and pending rows (written by the on-push hook or the API). A rule runs on
+one worker of one node at a time: the runner holds the rule's lease row, renewed while it
+runs. A schedule's fire time counts as done once a run with trigger ``schedule`` started
+after it, so other workers that wake up for the same time skip it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from registry.config import RemoteSettings, ReplicationRuleSettings
 from registry.meta.replication import Pending, ReplicationStore
 from replicator.copy import Counters
+from replicator.ruleset import RuleSet
 from replicator.runner import FULL, RuleRunner, node_id
 
 log = logging.getLogger("wharf.replicator")
@@ -71,24 +73,23 @@ class Scheduler:
 
     def __init__(
         self,
-        rules: list[ReplicationRuleSettings],
+        rules: RuleSet,
         local: RemoteSettings,
         store: ReplicationStore,
         metrics: ReplicationMetrics | None = None,
     ) -> None:
-        self.rules = {r.name: r for r in rules}
+        self.ruleset = rules
+        self.rules: dict[str, ReplicationRuleSettings] = {}
         self.local = local
         self.store = store
         self.metrics = metrics
         self.holder = f"{node_id()}:{uuid.uuid4().hex[:8]}"
         self._running: dict[str, asyncio.Task[None]] = {}
         self._next: dict[str, float] = {}
+        self._schedules: dict[str, str] = {}  # the schedule each _next was computed for
         self._quiet_until: dict[str, float] = {}
         self._lag_updated = 0.0
-        now = time.time()
-        for rule in rules:
-            if rule.schedule:
-                self._next[rule.name] = croniter(rule.schedule, now).get_next(float)
+        self._lag_labels: set[str] = set()
 
     async def run_forever(self) -> None:
         try:
@@ -102,9 +103,23 @@ class Scheduler:
             for task in self._running.values():
                 task.cancel()
 
+    def _reschedule(self, rules: dict[str, ReplicationRuleSettings], now: float) -> None:
+        """Take the rules in force: new or changed schedules get their next fire time,
+        rules gone (or no longer scheduled) lose theirs."""
+        self.rules = rules
+        for name in list(self._next):
+            if name not in rules or rules[name].schedule != self._schedules.get(name):
+                del self._next[name]
+                self._schedules.pop(name, None)
+        for name, rule in rules.items():
+            if rule.schedule and name not in self._next:
+                self._next[name] = croniter(rule.schedule, now).get_next(float)
+                self._schedules[name] = rule.schedule
+
     async def tick(self) -> None:
         now = time.time()
-        oldest = await self.store.oldest_pending()
+        self._reschedule(await self.ruleset.current(), now)
+        oldest = await self.store.oldest_pending() if self.rules else {}
         for name, rule in self.rules.items():
             if name in self._running or self._quiet_until.get(name, 0) > now:
                 continue
@@ -124,6 +139,10 @@ class Scheduler:
         for name, rule in self.rules.items():
             lag = lag_seconds(rule, success.get(name), oldest.get(name), now)
             self.metrics.lag.labels(name).set(lag)
+        for name in self._lag_labels - set(self.rules):
+            with contextlib.suppress(KeyError):
+                self.metrics.lag.remove(name)
+        self._lag_labels = set(self.rules)
 
     def _start(self, rule: ReplicationRuleSettings, trigger: str, fire: float | None) -> None:
         task = asyncio.create_task(self._run(rule, trigger, fire), name=f"replicate-{rule.name}")

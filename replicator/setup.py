@@ -13,23 +13,24 @@ from registry.metrics import Metrics
 from replicator.api import PREFIX, ReplicationAPI
 from replicator.hook import OnPushHook
 from replicator.rules import local_remote
+from replicator.ruleset import RuleSet
 from replicator.scheduler import ReplicationMetrics, Scheduler
 
 
 def start_replication(
     services: Services, metrics: Metrics, mount: Callable[[str, ASGIApp], None]
 ) -> asyncio.Task[None] | None:
-    """Mount the API, register the on-push hook, start the scheduler (when there are
-    rules); the scheduler task, for the caller to cancel at shutdown."""
+    """Mount the API, register the on-push hook, start the scheduler (unless
+    ``replication.enabled`` is off); the scheduler task, for the caller to cancel at
+    shutdown. Rules may be added through the API at any time, so both run even without
+    config rules (a tick then costs one small query)."""
     settings = services.settings
-    rules = settings.replication.rules
     store = ReplicationStore(services.meta.db)
+    rules = RuleSet(settings.replication.rules, store)
     mount(PREFIX, ReplicationAPI(rules, store))
-    if not rules or not settings.replication.enabled:
+    if not settings.replication.enabled:
         return None
-    hook = OnPushHook(rules)
-    if hook.rules:
-        services.meta.add_hook(hook)
+    services.meta.add_hook(OnPushHook(rules))
     scheduler = Scheduler(
         rules, local_remote(settings), store, ReplicationMetrics(metrics.registry)
     )

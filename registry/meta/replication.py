@@ -1,4 +1,5 @@
-"""Replication state (issue #6): runs, leases, pending on-push work, resumable uploads.
+"""Replication state (issue #6): rules added through the API, runs, leases, pending
+on-push work, resumable uploads.
 
 Times are epoch seconds (floats): compared across nodes and dialects without time zones.
 """
@@ -81,6 +82,18 @@ replication_uploads = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+# Rules added through ``/api/replication/rules`` (config rules are not stored): each the
+# JSON of a ``replication.rules[]`` entry, credentials included (needed to connect).
+replication_rules = Table(
+    "replication_rules",
+    metadata,
+    Column("name", name_type(255), primary_key=True),
+    Column("spec", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", String(255), nullable=True),
+)
+
 RUN_COUNTERS = (
     "tags_copied",
     "tags_skipped",
@@ -104,6 +117,56 @@ def _run_dict(row: Any) -> dict[str, Any]:
     out = dict(row._mapping)
     out["errors"] = json.loads(out["errors"]) if out["errors"] else []
     return out
+
+
+# -- rules added through the API ----------------------------------------------
+
+
+def stored_rules(conn: Connection) -> dict[str, str]:
+    """Every stored rule: name -> its JSON (also read by the on-push hook, in the push's
+    own transaction, so a rule committed before a push always sees it)."""
+    t = replication_rules.c
+    return {r.name: r.spec for r in conn.execute(select(t.name, t.spec).order_by(t.name))}
+
+
+def _stored_rule(conn: Connection, name: str) -> str | None:
+    t = replication_rules.c
+    spec: str | None = conn.execute(select(t.spec).where(t.name == name)).scalar_one_or_none()
+    return spec
+
+
+def _create_rule(conn: Connection, name: str, spec: str, who: str | None) -> bool:
+    """False if a rule of that name is stored already. (On PostgreSQL a racing insert
+    fails with a unique violation; the transaction is run again and then sees the row.)"""
+    if _stored_rule(conn, name) is not None:
+        return False
+    now = time.time()
+    conn.execute(
+        insert(replication_rules).values(
+            name=name, spec=spec, created_at=now, updated_at=now, updated_by=who
+        )
+    )
+    return True
+
+
+def _replace_rule(conn: Connection, name: str, spec: str, who: str | None) -> bool:
+    """False if no rule of that name is stored."""
+    result = conn.execute(
+        update(replication_rules)
+        .where(replication_rules.c.name == name)
+        .values(spec=spec, updated_at=time.time(), updated_by=who)
+    )
+    return result.rowcount > 0
+
+
+def _delete_rule(conn: Connection, name: str) -> bool:
+    """Drop the rule with its pending work and saved uploads (its run history stays)."""
+    result = conn.execute(delete(replication_rules).where(replication_rules.c.name == name))
+    if result.rowcount == 0:
+        return False
+    conn.execute(delete(replication_pending).where(replication_pending.c.rule == name))
+    conn.execute(delete(replication_uploads).where(replication_uploads.c.rule == name))
+    return True
 
 
 # -- runs ----------------------------------------------------------------------
@@ -251,6 +314,21 @@ class ReplicationStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    async def rules(self) -> dict[str, str]:
+        return await self.db.run_read(stored_rules)
+
+    async def rule(self, name: str) -> str | None:
+        return await self.db.run_read(_stored_rule, name)
+
+    async def create_rule(self, name: str, spec: str, who: str | None = None) -> bool:
+        return await self.db.run_write(_create_rule, name, spec, who)
+
+    async def replace_rule(self, name: str, spec: str, who: str | None = None) -> bool:
+        return await self.db.run_write(_replace_rule, name, spec, who)
+
+    async def delete_rule(self, name: str) -> bool:
+        return await self.db.run_write(_delete_rule, name)
 
     async def start_run(self, rule: str, trigger: str, node: str) -> int:
         return await self.db.run_write(_start_run, rule, trigger, node)

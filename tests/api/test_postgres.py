@@ -81,7 +81,7 @@ def test_db_upgrade_and_out_of_date_schema(postgres: PostgresCluster, tmp_path: 
         " AND table_schema = 'public'",
         database,
     )
-    assert collations == "repositories.C,robots.C,tags.C"
+    assert collations == "replication_rules.C,repositories.C,robots.C,tags.C"
 
     postgres.psql("UPDATE alembic_version SET version_num = '0000'", database)
     out = wharf_cli("serve", str(cfg))

@@ -106,17 +106,25 @@ def push_multiarch(client: httpx.Client, repo: str, tag: str, seed: str, base: b
 
 
 def tag_digests(client: httpx.Client, repo: str) -> dict[str, str]:
-    """Every tag of ``repo`` and the digest it resolves to ({} if there is no repo)."""
-    r = client.get(f"/v2/{repo}/tags/list")
-    if r.status_code == 404:
-        return {}
-    assert r.status_code == 200, r.text
-    out = {}
-    for tag in r.json().get("tags") or []:
-        h = client.head(f"/v2/{repo}/manifests/{tag}", headers={"Accept": ACCEPT})
-        assert h.status_code == 200, (repo, tag, h.status_code)
-        out[tag] = h.headers["docker-content-digest"]
-    return out
+    """Every tag of ``repo`` and the digest it resolves to ({} if there is no repo).
+
+    A tag deleted (by replication, say) between the listing and its HEAD makes it list
+    again; a listed tag that stays unresolvable fails."""
+    for attempt in range(3):
+        r = client.get(f"/v2/{repo}/tags/list")
+        if r.status_code == 404:
+            return {}
+        assert r.status_code == 200, r.text
+        out = {}
+        for tag in r.json().get("tags") or []:
+            h = client.head(f"/v2/{repo}/manifests/{tag}", headers={"Accept": ACCEPT})
+            if h.status_code == 404 and attempt < 2:
+                break
+            assert h.status_code == 200, (repo, tag, h.status_code)
+            out[tag] = h.headers["docker-content-digest"]
+        else:
+            return out
+    raise AssertionError("unreachable")
 
 
 def assert_complete(client: httpx.Client, repo: str, ref: str) -> None:
