@@ -3,21 +3,16 @@ built-in token service: skopeo pushes and pulls there with Wharf-issued tokens."
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-import yaml
 
 from tests.support.auth import PASSWORDS, start_token_server
 from tests.support.clients import CommandFailed, Skopeo
 from tests.support.images import ImageSet
-from tests.support.server import WharfServer, free_port
+from tests.support.reference import ReferenceRegistry
+from tests.support.server import WharfServer
 
 pytestmark = pytest.mark.e2e
 
@@ -32,45 +27,14 @@ def wharf_tokens(tmp_path: Path) -> Iterator[WharfServer]:
 @pytest.fixture
 def reference(wharf_tokens: WharfServer, tmp_path: Path) -> Iterator[str]:
     """docker-registry on a free port, trusting Wharf's token service; yields host:port."""
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        pytest.fail("docker-registry is not installed: run ./scripts/install.sh --test")
-    port = free_port()
     token = wharf_tokens.config["auth"]["token"]
-    config = {
-        "version": 0.1,
-        "log": {"level": "info"},
-        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "ref-data")}},
-        "http": {"addr": f"127.0.0.1:{port}"},
-        "auth": {
-            "token": {
-                "realm": token["realm"],
-                "service": token["service"],
-                "issuer": token["issuer"],
-                "rootcertbundle": token["rootcertbundle"],
-            }
-        },
-    }
-    cfg = tmp_path / "ref.yml"
-    cfg.write_text(yaml.safe_dump(config))
-    log = (tmp_path / "ref.log").open("wb")
-    proc = subprocess.Popen(
-        [binary, "serve", str(cfg)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    trust = {key: token[key] for key in ("realm", "service", "issuer", "rootcertbundle")}
+    ref = ReferenceRegistry(tmp_path / "ref", extra={"auth": {"token": trust}})
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 401:
-                    break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError((tmp_path / "ref.log").read_text()[-3000:])
-        yield f"127.0.0.1:{port}"
+        ref.start()
+        yield ref.host
     finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+        ref.stop()
 
 
 def test_reference_registry_accepts_wharf_tokens(

@@ -4,9 +4,6 @@ records both streams, and the events must carry the same fields with the same me
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,12 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from tests.support.clients import Skopeo
 from tests.support.images import ImageSet
 from tests.support.receiver import Receiver
-from tests.support.server import WharfServer, free_port
+from tests.support.reference import ReferenceRegistry
+from tests.support.server import WharfServer
 
 pytestmark = pytest.mark.e2e
 
@@ -29,44 +26,17 @@ NOTIFY = {"timeout": "2s", "threshold": 3, "backoff": "1s"}
 @pytest.fixture
 def reference(tmp_path: Path) -> Iterator[tuple[str, Receiver]]:
     """docker-registry with notifications to its own receiver; yields (host:port, receiver)."""
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        pytest.fail("docker-registry is not installed: run ./scripts/install.sh --test")
     rcv = Receiver(tmp_path / "ref-receiver").start()
-    port = free_port()
-    config = {
-        "version": 0.1,
-        "log": {"level": "warn"},
-        "storage": {
-            "filesystem": {"rootdirectory": str(tmp_path / "ref-data")},
-            "delete": {"enabled": True},
-        },
-        "http": {"addr": f"127.0.0.1:{port}"},
-        "notifications": {
-            "events": {"includereferences": True},
-            "endpoints": [{"name": "receiver", "url": rcv.url, **NOTIFY}],
-        },
+    notifications = {
+        "events": {"includereferences": True},
+        "endpoints": [{"name": "receiver", "url": rcv.url, **NOTIFY}],
     }
-    cfg = tmp_path / "ref.yml"
-    cfg.write_text(yaml.safe_dump(config))
-    log = (tmp_path / "ref.log").open("wb")
-    proc = subprocess.Popen(
-        [binary, "serve", str(cfg)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    ref = ReferenceRegistry(tmp_path / "ref", extra={"notifications": notifications})
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError((tmp_path / "ref.log").read_text()[-3000:])
-        yield f"127.0.0.1:{port}", rcv
+        ref.start()
+        yield ref.host, rcv
     finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+        ref.stop()
         rcv.stop()
 
 

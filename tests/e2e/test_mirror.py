@@ -14,9 +14,9 @@ import pytest
 
 from tests.support.gc import run_gc
 from tests.support.oci import assert_error, digest_of, push_blob
+from tests.support.reference import ReferenceRegistry
 from tests.support.replication import (
     ACCEPT,
-    ReferenceRegistry,
     push_layers,
     push_multiarch,
     random_bytes,

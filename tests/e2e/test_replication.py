@@ -21,8 +21,8 @@ from tests.support.auth import PASSWORDS, token_config
 from tests.support.byteproxy import ByteProxy
 from tests.support.clients import make_self_signed_cert
 from tests.support.oci import digest_of
+from tests.support.reference import ReferenceRegistry
 from tests.support.replication import (
-    ReferenceRegistry,
     assert_complete,
     push_layers,
     push_multiarch,

@@ -8,7 +8,6 @@ import contextlib
 import io
 import json
 import random
-import shutil
 import subprocess
 import sys
 import time
@@ -17,10 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-import yaml
 
-from tests.support.auth import write_htpasswd
 from tests.support.oci import (
     OCI_CONFIG,
     OCI_INDEX,
@@ -28,7 +24,6 @@ from tests.support.oci import (
     OCI_MANIFEST,
     digest_of,
 )
-from tests.support.server import free_port
 
 ACCEPT = ", ".join(
     [
@@ -172,71 +167,6 @@ def replicate(config: Path, rule: str) -> subprocess.CompletedProcess[str]:
     with contextlib.redirect_stderr(err):
         code = asyncio.run(_replicate(str(config), rule, True))
     return subprocess.CompletedProcess(["wharf", "replicate", rule], code, "", err.getvalue())
-
-
-class ReferenceRegistry:
-    """Debian's docker-registry (distribution 2.8) on a free port, htpasswd (Basic) auth."""
-
-    def __init__(self, workdir: Path, users: dict[str, str] | None = None) -> None:
-        binary = shutil.which("docker-registry")
-        if binary is None:
-            pytest.fail("docker-registry is not installed: run ./scripts/install.sh --test")
-        self.binary = binary
-        self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.users = users
-        config: dict[str, Any] = {
-            "version": 0.1,
-            "log": {"level": "info", "formatter": "text"},
-            "storage": {
-                "filesystem": {"rootdirectory": str(workdir / "data")},
-                "delete": {"enabled": True},
-                "maintenance": {"uploadpurging": {"enabled": False}},
-            },
-            "http": {"addr": f"127.0.0.1:{self.port}", "secret": "test-secret"},
-        }
-        if users:
-            path = write_htpasswd(workdir / "htpasswd", users)
-            config["auth"] = {"htpasswd": {"realm": "ref", "path": str(path)}}
-        self.config_path = workdir / "config.yml"
-        self.config_path.write_text(yaml.safe_dump(config))
-        self.log_path = workdir / "registry.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ReferenceRegistry:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [self.binary, "serve", str(self.config_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/v2/", timeout=1).status_code in (200, 401):
-                    return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(self.log_path.read_text()[-3000:])
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
-
-    def client(self) -> httpx.Client:
-        auth = None
-        if self.users:
-            user, password = next(iter(self.users.items()))
-            auth = httpx.BasicAuth(user, password)
-        return httpx.Client(base_url=self.url, auth=auth, timeout=60)
 
 
 @contextlib.contextmanager
