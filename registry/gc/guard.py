@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from registry.errors import Unavailable
 from registry.meta import gc as sql
@@ -20,6 +21,7 @@ from registry.meta.db import Database
 TOUCH_REFRESH = 10.0
 # How long a push waits for a GC that is deleting the very digest it pushes.
 BUSY_WAIT = 30.0
+T = TypeVar("T")
 
 
 class PushGuard:
@@ -32,12 +34,17 @@ class PushGuard:
     async def pin(self, digests: Sequence[str]) -> None:
         """Pin ``digests`` before their bytes are put in place or relied on; wait (up to
         ``BUSY_WAIT``) while a GC is deleting one of them, then answer 503."""
+        await self.while_busy(lambda: self.db.run_write(sql.pin, list(digests), time.time()))
+
+    @staticmethod
+    async def while_busy(write: Callable[[], Awaitable[T]]) -> T:
+        """Run ``write`` (a push-side transaction) again while it finds a GC deleting a
+        digest it relies on, up to ``BUSY_WAIT``; then :class:`Unavailable` (503)."""
         deadline = time.monotonic() + BUSY_WAIT
         delay = 0.05
         while True:
             try:
-                await self.db.run_write(sql.pin, list(digests), time.time())
-                return
+                return await write()
             except sql.DigestBusy as e:
                 if time.monotonic() > deadline:
                     raise Unavailable(

@@ -37,6 +37,9 @@ class Change:
     manifest: NewManifest | None = None
     request: RequestInfo | None = None
     details: dict[str, object] = field(default_factory=dict)
+    # a manifest push: the rows it wrote (hooks need not look them up again)
+    repository_id: int | None = None
+    manifest_id: int | None = None
 
 
 class ChangeHook(Protocol):

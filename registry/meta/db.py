@@ -13,6 +13,11 @@ run here:
   lock short (an async transaction holds it across one event-loop turn per statement).
   Every SQLite write transaction starts with ``BEGIN IMMEDIATE``, so writers in other
   processes queue on ``busy_timeout`` instead of failing on a lock upgrade.
+  Writes queued meanwhile are committed together (group commit): the writer thread runs
+  each in its own SAVEPOINT, so one that raises is rolled back alone, and answers every
+  caller after the one COMMIT. Under concurrent pushes this takes the cross-process lock,
+  and SQLite's re-read of what another process wrote, once per batch instead of once
+  per write.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ import asyncio
 import fcntl
 import logging
 import os
+import queue
 import random
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +40,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+GROUP_COMMIT_MAX = 64  # SQLite writes committed together at most
 T = TypeVar("T")
 log = logging.getLogger("wharf.db")
 
@@ -114,6 +122,15 @@ def _sqlite_sync_engine(url: str, echo: bool) -> Engine:
     return engine
 
 
+@dataclass
+class _Write:
+    """A write transaction queued for the SQLite writer thread."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    done: Future[Any] = field(default_factory=Future)
+
+
 @contextmanager
 def _file_lock(fd: int | None) -> Iterator[None]:
     if fd is None:
@@ -137,6 +154,7 @@ class Database:
         self._writer_engine: Engine | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._lock_fd: int | None = None
+        self._queued: queue.SimpleQueue[_Write] = queue.SimpleQueue()
         if self.is_sqlite:
             self._writer_engine = _sqlite_sync_engine(url, echo)
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="wharf-sqlite-writer")
@@ -158,8 +176,13 @@ class Database:
         connection, is run again, up to ``PG_ATTEMPTS`` times in all.
         """
         if self._writer is not None:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._writer, self._sqlite_transaction, fn, args)
+            write = _Write(fn, args)
+            self._queued.put(write)
+            # one drain per write: the first to run commits everything queued by then,
+            # the later ones find the queue empty (or a later batch) and return
+            self._writer.submit(self._sqlite_batch)
+            result: T = await asyncio.wrap_future(write.done)
+            return result
         return await self._run_postgres(True, fn, args)
 
     async def _run_postgres(self, write: bool, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -181,19 +204,61 @@ class Database:
                 await _backoff(attempt)
         raise AssertionError("unreachable")
 
-    def _sqlite_transaction(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        assert self._writer_engine is not None
-        # Writers of other processes (workers, other nodes on this disk) queue on a
-        # file lock, woken as soon as it is free, instead of SQLite's sleeping busy handler.
-        with _file_lock(self._lock_fd), self._writer_engine.connect() as conn:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    def _sqlite_batch(self) -> None:
+        """Run the queued writes in one transaction, each in a SAVEPOINT; answer each
+        caller once the COMMIT is done (or with the error that rolled it back)."""
+        batch: list[_Write] = []
+        while len(batch) < GROUP_COMMIT_MAX:
             try:
-                result = fn(conn, *args)
-            except BaseException:
-                conn.exec_driver_sql("ROLLBACK")
+                batch.append(self._queued.get_nowait())
+            except queue.Empty:
+                break
+        if not batch:
+            return
+        assert self._writer_engine is not None
+        outcomes: list[tuple[_Write, bool, Any]] = []
+        try:
+            # Writers of other processes (workers, other nodes on this disk) queue on a
+            # file lock, woken as soon as it is free, instead of SQLite's sleeping busy
+            # handler.
+            with _file_lock(self._lock_fd), self._writer_engine.connect() as conn:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    if len(batch) == 1:  # alone: its own transaction, no savepoint
+                        write = batch[0]
+                        outcomes.append((write, True, write.fn(conn, *write.args)))
+                    else:
+                        outcomes += [self._savepoint(conn, write) for write in batch]
+                except BaseException:
+                    conn.exec_driver_sql("ROLLBACK")
+                    raise
+                conn.exec_driver_sql("COMMIT")
+        except BaseException as e:  # nothing was committed: every caller gets the error
+            for write in batch:
+                if not write.done.done():
+                    write.done.set_exception(e)
+            if not isinstance(e, Exception):
                 raise
-            conn.exec_driver_sql("COMMIT")
-            return result
+            return
+        for write, ok, value in outcomes:
+            if ok:
+                write.done.set_result(value)
+            else:
+                write.done.set_exception(value)
+
+    @staticmethod
+    def _savepoint(conn: Connection, write: _Write) -> tuple[_Write, bool, Any]:
+        """One write of a batch: (write, True, result), or (write, False, its exception)
+        with its changes rolled back."""
+        conn.exec_driver_sql("SAVEPOINT wharf_write")
+        try:
+            result = write.fn(conn, *write.args)
+        except Exception as e:
+            conn.exec_driver_sql("ROLLBACK TO SAVEPOINT wharf_write")
+            conn.exec_driver_sql("RELEASE SAVEPOINT wharf_write")
+            return write, False, e
+        conn.exec_driver_sql("RELEASE SAVEPOINT wharf_write")
+        return write, True, result
 
     async def ping(self) -> None:
         """Read the schema version; raises if the database is unreachable or unreadable."""

@@ -129,12 +129,31 @@ def _live_holder(conn: Connection, now: float) -> int | None:
     return int(row.run_id) if row.run_id is not None else None
 
 
+# Statements of the push side, built once: they run inside every push transaction.
+@cache
+def _doomed_query() -> Any:
+    return select(gc_doomed.c.digest, gc_doomed.c.run_id).where(
+        gc_doomed.c.digest.in_(bindparam("digests", expanding=True))
+    )
+
+
+@cache
+def _seen_upsert(dialect: str) -> Any:
+    stmt = q.upsert_module(dialect).insert(gc_seen)
+    return stmt.on_conflict_do_update(
+        index_elements=[gc_seen.c.digest], set_={"seen_at": stmt.excluded.seen_at}
+    )
+
+
+@cache
+def _seen_at_query() -> Any:
+    return select(gc_seen.c.seen_at).where(gc_seen.c.digest == bindparam("digest"))
+
+
 def _check_doomed(conn: Connection, digests: Sequence[str], now: float) -> None:
     """Raise :class:`DigestBusy` for a digest a live run is deleting; forget dooms left by
     a dead run (their rows are gone already, the file may stay: the caller puts its own)."""
-    doomed = conn.execute(
-        select(gc_doomed.c.digest, gc_doomed.c.run_id).where(gc_doomed.c.digest.in_(digests))
-    ).all()
+    doomed = conn.execute(_doomed_query(), {"digests": list(digests)}).all()
     if not doomed:
         return
     holder = _live_holder(conn, now)
@@ -146,15 +165,8 @@ def _check_doomed(conn: Connection, digests: Sequence[str], now: float) -> None:
 
 def _seen(conn: Connection, digests: Sequence[str], now: float) -> None:
     rows = [{"digest": d, "seen_at": now} for d in sorted(set(digests))]
-    if not rows:
-        return
-    stmt = _upsert(conn)(gc_seen)
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[gc_seen.c.digest], set_={"seen_at": stmt.excluded.seen_at}
-        ),
-        rows,
-    )
+    if rows:
+        conn.execute(_seen_upsert(conn.dialect.name), rows)
 
 
 def pin(conn: Connection, digests: Sequence[str], now: float) -> None:
@@ -223,7 +235,7 @@ def _check_not_collected(conn: Connection, digest: str) -> None:
     put in place may be gone). GC leaves a negative ``seen_at`` when it dooms bytes; a pin
     makes it positive again."""
     _lock(conn, [digest], shared=True)
-    seen = conn.execute(select(gc_seen.c.seen_at).where(gc_seen.c.digest == digest)).scalar()
+    seen = conn.execute(_seen_at_query(), {"digest": digest}).scalar()
     if seen is not None and seen < 0:
         raise DigestBusy(digest)
 
@@ -240,13 +252,7 @@ def _finishes_upload(change: Change) -> bool:
 def _mark_collected(conn: Connection, digests: Sequence[str], now: float) -> None:
     rows = [{"digest": d, "seen_at": -now} for d in digests]
     if rows:
-        stmt = _upsert(conn)(gc_seen)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[gc_seen.c.digest], set_={"seen_at": stmt.excluded.seen_at}
-            ),
-            rows,
-        )
+        conn.execute(_seen_upsert(conn.dialect.name), rows)
 
 
 def guard_change(conn: Connection, change: Change) -> None:
@@ -269,7 +275,8 @@ def guard_change(conn: Connection, change: Change) -> None:
         digests = [new.digest, *dict(new.blobs), *new.children]
         if new.subject:
             digests.append(new.subject)
-        _check_not_collected(conn, new.digest)
+        # (no _check_not_collected for the manifest's own bytes: the push holds them and
+        # puts them back after this commits if a GC deleted them; see ManifestService.put)
         pin(conn, digests, now)
         if _is_pg(conn):
             _recheck_references(conn, change)

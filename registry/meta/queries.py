@@ -106,23 +106,30 @@ def tag_page() -> Any:
     )
 
 
+def upsert_module(dialect: str) -> Any:
+    """The dialect module whose ``insert`` has ``on_conflict_do_*`` (PostgreSQL or SQLite)."""
+    return postgresql if dialect == "postgresql" else sqlite
+
+
 @cache
 def insert_ignore(table: Table, dialect: str) -> Any:
     """``INSERT ... ON CONFLICT DO NOTHING`` for ``table`` (rows given at execution)."""
-    module = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(table).on_conflict_do_nothing()
+    return upsert_module(dialect).insert(table).on_conflict_do_nothing()
 
 
 @cache
 def set_tag(dialect: str) -> Any:
     """Upsert of a tag. Parameters: ``repository_id``, ``name``, ``manifest_id``,
     ``updated_at``."""
-    module = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(tags).values(
-        repository_id=bindparam("repository_id"),
-        name=bindparam("name"),
-        manifest_id=bindparam("manifest_id"),
-        updated_at=bindparam("updated_at"),
+    stmt = (
+        upsert_module(dialect)
+        .insert(tags)
+        .values(
+            repository_id=bindparam("repository_id"),
+            name=bindparam("name"),
+            manifest_id=bindparam("manifest_id"),
+            updated_at=bindparam("updated_at"),
+        )
     )
     return stmt.on_conflict_do_update(
         index_elements=[tags.c.repository_id, tags.c.name],
@@ -139,9 +146,12 @@ def upsert_manifest(dialect: str) -> Any:
     concurrent delete of the same manifest cannot slip in between this statement and the
     rows that reference it (``ON CONFLICT DO NOTHING`` would return no id then).
     """
-    module = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(manifests).values(
-        {column.name: bindparam(column.name) for column in manifests.c if column.name != "id"}
+    stmt = (
+        upsert_module(dialect)
+        .insert(manifests)
+        .values(
+            {column.name: bindparam(column.name) for column in manifests.c if column.name != "id"}
+        )
     )
     return stmt.on_conflict_do_update(
         index_elements=[manifests.c.repository_id, manifests.c.digest],

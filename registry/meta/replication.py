@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -122,11 +123,16 @@ def _run_dict(row: Any) -> dict[str, Any]:
 # -- rules added through the API ----------------------------------------------
 
 
+@cache
+def _stored_rules_query() -> Any:
+    t = replication_rules.c
+    return select(t.name, t.spec).order_by(t.name)
+
+
 def stored_rules(conn: Connection) -> dict[str, str]:
     """Every stored rule: name -> its JSON (also read by the on-push hook, in the push's
     own transaction, so a rule committed before a push always sees it)."""
-    t = replication_rules.c
-    return {r.name: r.spec for r in conn.execute(select(t.name, t.spec).order_by(t.name))}
+    return {r.name: r.spec for r in conn.execute(_stored_rules_query())}
 
 
 def _stored_rule(conn: Connection, name: str) -> str | None:

@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -31,6 +32,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -149,12 +151,23 @@ def _insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]]) -
 # -- writes (inside the push/delete transaction) ---------------------------
 
 
-def _manifest_row(conn: Connection, repository: str, digest: str) -> Any:
-    return conn.execute(
+# Statements of the push path, built once: they run inside every manifest push.
+@cache
+def _manifest_row_query() -> Any:
+    return (
         select(manifests, repositories.c.name.label("repository"))
         .select_from(repositories.join(manifests, manifests.c.repository_id == repositories.c.id))
-        .where(repositories.c.name == repository, manifests.c.digest == digest)
-    ).first()
+        .where(repositories.c.name == bindparam("name"), manifests.c.digest == bindparam("digest"))
+    )
+
+
+@cache
+def _delete_facts(table: Table) -> Any:
+    return delete(table).where(table.c.manifest_id == bindparam("id"))
+
+
+def _manifest_row(conn: Connection, repository: str, digest: str) -> Any:
+    return conn.execute(_manifest_row_query(), {"name": repository, "digest": digest}).first()
 
 
 def _pairs(manifest_id: int, raw: object) -> list[dict[str, Any]]:
@@ -182,10 +195,15 @@ def _platform_rows(manifest_id: int, raw: object) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
-def _write_facts(conn: Connection, manifest_id: int, repo_id: int, details: dict[str, Any]) -> None:
-    """Replace the facts of one manifest with ``details`` (see registry.search.facts)."""
-    for table in (search_facts, search_labels, search_annotations, search_platforms):
-        conn.execute(delete(table).where(table.c.manifest_id == manifest_id))
+def _write_facts(
+    conn: Connection, manifest_id: int, repo_id: int, details: dict[str, Any], again: bool
+) -> None:
+    """Store the facts of one manifest from ``details`` (see registry.search.facts):
+    ``again`` replaces those stored; else facts stored already are kept (a manifest
+    pushed again, same digest in the same repository, has the same facts)."""
+    if again:
+        for table in (search_facts, search_labels, search_annotations, search_platforms):
+            conn.execute(_delete_facts(table), {"id": manifest_id})
     detail = details.get("detail") or {}
     children = details.get("children")
     total = details.get("total_size")
@@ -198,15 +216,14 @@ def _write_facts(conn: Connection, manifest_id: int, repo_id: int, details: dict
                 search_facts.c.manifest_id.in_(child_ids)
             )
         ).scalar()
-    conn.execute(
-        insert(search_facts),
-        {
-            "manifest_id": manifest_id,
-            "config_digest": details.get("config_digest"),
-            "total_size": None if total is None else int(str(total)),
-            "detail": json.dumps(detail),
-        },
-    )
+    facts = {
+        "manifest_id": manifest_id,
+        "config_digest": details.get("config_digest"),
+        "total_size": None if total is None else int(str(total)),
+        "detail": json.dumps(detail),
+    }
+    if not conn.execute(q.insert_ignore(search_facts, conn.dialect.name), facts).rowcount:
+        return  # stored already
     _insert_ignore(conn, search_labels, _pairs(manifest_id, details.get("labels")))
     _insert_ignore(conn, search_annotations, _pairs(manifest_id, details.get("annotations")))
     _insert_ignore(conn, search_platforms, _platform_rows(manifest_id, details.get("platforms")))
@@ -227,6 +244,57 @@ def _write_facts(conn: Connection, manifest_id: int, repo_id: int, details: dict
             _insert_ignore(conn, table, rows)
 
 
+@dataclass(frozen=True, slots=True)
+class _Pushed:
+    """The manifest a push wrote, as the index needs it."""
+
+    repository_id: int
+    repository: str
+    id: int
+    digest: str
+    media_type: str
+    artifact_type: str | None
+    size: int
+
+
+@cache
+def _upsert_tag(dialect: str) -> Any:
+    stmt = q.upsert_module(dialect).insert(search_tags)
+    return stmt.on_conflict_do_update(
+        index_elements=[search_tags.c.repository_id, search_tags.c.tag],
+        set_={
+            c: stmt.excluded[c]
+            for c in ("manifest_id", "digest", "media_type", "artifact_type", "size", "pushed_at")
+        },
+    )
+
+
+def _pushed(conn: Connection, change: Change) -> _Pushed | None:
+    new = change.manifest
+    if new is not None and change.manifest_id is not None and change.repository_id is not None:
+        return _Pushed(
+            change.repository_id,
+            change.repository,
+            change.manifest_id,
+            new.digest,
+            new.media_type,
+            new.artifact_type,
+            new.size,
+        )
+    row = _manifest_row(conn, change.repository, change.digest)
+    if row is None:
+        return None
+    return _Pushed(
+        row.repository_id,
+        row.repository,
+        row.id,
+        row.digest,
+        row.media_type,
+        row.artifact_type,
+        row.size,
+    )
+
+
 def _tag_row(row: Any, tag: str, pushed_at: datetime) -> dict[str, Any]:
     return {
         "repository_id": row.repository_id,
@@ -244,18 +312,14 @@ def _tag_row(row: Any, tag: str, pushed_at: datetime) -> dict[str, Any]:
 def apply_change(conn: Connection, change: Change) -> None:
     """Keep the index current with one change (the store calls this as a ChangeHook)."""
     if change.kind == "manifest" and change.action == "push":
-        row = _manifest_row(conn, change.repository, change.digest)
-        if row is None:
+        pushed = _pushed(conn, change)
+        if pushed is None:
             return
         if "detail" in change.details:  # facts read at push (registry.search.facts)
-            _write_facts(conn, row.id, row.repository_id, dict(change.details))
+            _write_facts(conn, pushed.id, pushed.repository_id, dict(change.details), False)
         if change.tag is not None:
-            where = (
-                search_tags.c.repository_id == row.repository_id,
-                search_tags.c.tag == change.tag,
-            )
-            conn.execute(delete(search_tags).where(*where))
-            conn.execute(insert(search_tags), _tag_row(row, change.tag, _now()))
+            row = _tag_row(pushed, change.tag, _now())
+            conn.execute(_upsert_tag(conn.dialect.name), row)
     elif change.kind == "manifest" and change.action == "delete":
         # the manifest row is gone (ON DELETE CASCADE removes the rest on PostgreSQL and
         # on SQLite with foreign keys on); remove by repository and digest to be sure
@@ -354,7 +418,7 @@ def write_facts(conn: Connection, repository: str, digest: str, details: dict[st
     row = _manifest_row(conn, repository, digest)
     if row is None:
         return False
-    _write_facts(conn, row.id, row.repository_id, details)
+    _write_facts(conn, row.id, row.repository_id, details, True)
     return True
 
 

@@ -170,7 +170,7 @@ def _put_manifest(conn: Connection, hooks: Hooks, change: Change) -> None:
     )
     if tag is not None:
         _set_tag(conn, repo_id, tag, manifest_id)
-    _notify(conn, hooks, change)
+    _notify(conn, hooks, replace(change, repository_id=repo_id, manifest_id=manifest_id))
 
 
 def _resolve(

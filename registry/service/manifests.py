@@ -112,16 +112,25 @@ class ManifestService:
         if ref_digest is not None and ref_digest != digest:
             raise DigestInvalid(detail={"expected": str(ref_digest), "actual": str(digest)})
         new = _new_manifest(digest, body, parsed)
-        if self.guard is not None:  # before the bytes are stored or found stored
-            await self.guard.pin([str(digest)])
         await self.blobs.put(body, digest.algorithm)
         details = await details_for(self.blobs, parsed)  # facts for the search index
-        try:
+
+        async def store() -> None:
             await self.meta.put_manifest(repository, new, tag, details=details)
+
+        try:
+            if self.guard is None:
+                await store()
+            else:  # waits while a GC is deleting this very digest's (identical) bytes
+                await self.guard.while_busy(store)
         except MissingReferences as e:
             raise ManifestBlobUnknown(detail={"missing": e.missing}) from None
         except DigestBusy as e:
             raise Unavailable(f"{e.digest} is being garbage collected; retry") from None
+        if self.guard is not None:
+            # The manifest is ours now (GC spares it), but identical bytes found stored
+            # above may have been an orphan a GC deleted before this commit: put them back.
+            await self.blobs.put(body, digest.algorithm)
         self.cache.put(str(digest), body)
         return digest, parsed
 

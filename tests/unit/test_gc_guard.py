@@ -141,3 +141,45 @@ def test_lock_keys_are_stable_and_signed_64_bit() -> None:
     key = sql.lock_key("sha256:" + "f" * 64)
     assert key == int("f" * 15, 16) and 0 < key < 2**63
     assert sql.lock_key("sha256:" + "0" * 64) == 0
+
+
+async def test_a_manifest_whose_identical_orphan_bytes_gc_deletes_is_stored_again(
+    world: World,
+) -> None:
+    """A manifest PUT finds its bytes stored already (an orphan left by a deleted manifest)
+    and GC deletes that file before the manifest row commits: the push puts them back, so
+    the manifest it answered 201 for can be pulled."""
+    from registry.gc.guard import PushGuard
+    from registry.service.manifests import ManifestService
+
+    layer = b"a layer"
+    layer_digest = await world.blobs.put(layer)
+    await world.meta.link_blob("r", str(layer_digest), len(layer))
+    empty = b"{}"
+    empty_digest = await world.blobs.put(empty)
+    await world.meta.link_blob("r", str(empty_digest), len(empty))
+    body = (
+        '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",'
+        '"config":{"mediaType":"application/vnd.oci.empty.v1+json",'
+        f'"digest":"{empty_digest}","size":2}},'
+        '"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar",'
+        f'"digest":"{layer_digest}","size":{len(layer)}}}]}}'
+    ).encode()
+    orphan = await world.blobs.put(body)  # left by an earlier push, no row names it
+    world.age(orphan)
+    service = ManifestService(world.meta, world.blobs, True, 4 * 1024 * 1024)
+    service.guard = PushGuard(world.db)
+    put_manifest = world.meta.put_manifest
+
+    async def gc_first(*args: object, **kw: object) -> None:
+        result = await world.gc(grace=5.0)  # collects the orphan file meanwhile
+        assert result["orphan_files_deleted"] == 1 and not world.file(orphan).exists()
+        await put_manifest(*args, **kw)  # type: ignore[arg-type]
+
+    world.meta.put_manifest = gc_first  # type: ignore[method-assign]
+    digest, _ = await service.put("r", "v1", body, "application/vnd.oci.image.manifest.v1+json")
+    assert digest == orphan
+    assert world.file(orphan).read_bytes() == body
+    record = await service.resolve("r", "v1")
+    service.cache = type(service.cache)()  # read from storage, not the cache
+    assert await service.content(record) == body
