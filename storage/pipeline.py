@@ -1,9 +1,10 @@
 """Copy a byte stream into a writer while hashing it, off the event loop.
 
-The stream is cut into batches of about 1 MiB. Each batch is hashed and written by one
-worker thread owned by this copy (so batches stay in order), while the event loop goes
-on receiving. The loop waits only when ``depth`` batches are in flight, so at most
-``depth`` MiB of one upload is held in memory.
+The stream is cut into batches of about 1 MiB. Each batch is hashed by one worker thread
+and written by another, both owned by this copy (so batches stay in order in each, and
+hashing one batch overlaps writing the one before), while the event loop goes on
+receiving. The loop waits only when ``depth`` batches are in flight, so at most ``depth``
+MiB of one upload is held in memory.
 """
 
 from __future__ import annotations
@@ -29,9 +30,13 @@ async def hash_update(hasher: Hasher, data: bytes) -> None:
         hasher.update(data)
 
 
-def _hash_and_write(hasher: Hasher, writer: FileWriter, parts: list[bytes]) -> None:
+def _hash(hasher: Hasher, parts: list[bytes]) -> None:
     for part in parts:
         hasher.update(part)
+
+
+def _hash_and_write(hasher: Hasher, writer: FileWriter, parts: list[bytes]) -> None:
+    _hash(hasher, parts)
     writer.write_blocking(parts)
 
 
@@ -45,16 +50,21 @@ async def copy_hashing(
     writer fails, its error is raised and the hash may be ahead of the file.
     """
     loop = asyncio.get_running_loop()
-    executor: ThreadPoolExecutor | None = None
-    inflight: deque[asyncio.Future[None]] = deque()
+    threads: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None
+    inflight: deque[asyncio.Future[tuple[None, None]]] = deque()
     parts: list[bytes] = []
     pending = copied = 0
 
-    def submit(batch: list[bytes]) -> asyncio.Future[None]:
-        nonlocal executor
-        if executor is None:
-            executor = ThreadPoolExecutor(1, thread_name_prefix="wharf-upload")
-        return loop.run_in_executor(executor, _hash_and_write, hasher, writer, batch)
+    def submit(batch: list[bytes]) -> asyncio.Future[tuple[None, None]]:
+        nonlocal threads
+        if threads is None:
+            threads = (
+                ThreadPoolExecutor(1, thread_name_prefix="wharf-upload-hash"),
+                ThreadPoolExecutor(1, thread_name_prefix="wharf-upload-write"),
+            )
+        hashed = loop.run_in_executor(threads[0], _hash, hasher, batch)
+        written = loop.run_in_executor(threads[1], writer.write_blocking, batch)
+        return asyncio.gather(hashed, written)
 
     try:
         try:
@@ -69,7 +79,7 @@ async def copy_hashing(
                         await inflight.popleft()
         finally:
             if parts:
-                if pending < _INLINE and executor is None:
+                if pending < _INLINE and threads is None:
                     _hash_and_write(hasher, writer, parts)
                 else:
                     inflight.append(submit(parts))
@@ -80,5 +90,5 @@ async def copy_hashing(
     finally:
         for future in inflight:
             future.cancel()
-        if executor is not None:
+        for executor in threads or ():
             executor.shutdown(wait=False)
