@@ -11,6 +11,7 @@ import tempfile
 from typing import Any
 
 from registry.config import ConfigError, Settings, load_settings
+from registry.events.cli import add_commands as events_commands
 from registry.gc.cli import add_commands as gc_commands
 from registry.logs import configure_logging
 from registry.meta.migrate import (
@@ -180,6 +181,7 @@ def parser() -> argparse.ArgumentParser:
     search_commands(sub)  # wharf search reindex (#8)
     robot_commands(sub)  # wharf robot create|list|revoke (#4)
     gc_commands(sub)  # wharf gc (#7)
+    events_commands(sub)  # wharf events status|dead|requeue (#5)
     return p
 
 

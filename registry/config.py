@@ -523,7 +523,8 @@ class NotificationsSettings(_Section):
 
 class GCSettings(_Section):
     """Online garbage collection (issue #7): ``schedule`` is an interval (``24h``) between
-    runs, empty for none; one node runs each (a lease in the database)."""
+    runs or a 5-field cron expression (``0 3 * * *``, UTC), empty for none; one node runs
+    each (a lease in the database)."""
 
     schedule: str = ""
     grace: str = "1h"
@@ -533,12 +534,22 @@ class GCSettings(_Section):
     # a blob HEAD/GET writes its pin at most this often; keep it well below the grace
     pinrefresh: str = "10s"
 
-    @field_validator("schedule", "untaggedage", mode="before")
+    @field_validator("untaggedage", mode="before")
     @classmethod
     def _optional_duration(cls, value: Any) -> str:
         if value not in (None, ""):
             parse_duration(value)
         return "" if value is None else str(value)
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: Any) -> str:
+        if value in (None, ""):
+            return ""
+        from registry.gc.schedule import parse_schedule
+
+        parse_schedule(str(value))
+        return str(value)
 
     @field_validator("grace", "pinrefresh", mode="before")
     @classmethod

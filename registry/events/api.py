@@ -44,6 +44,57 @@ def _int(request: Request, key: str, default: int, high: int | None = None) -> i
     return min(value, high) if high is not None else value
 
 
+async def endpoint_report(db: Database, settings: NotificationsSettings) -> list[dict[str, Any]]:
+    """Each configured endpoint's queue and health (``GET /api/events/endpoints``,
+    ``wharf events status``)."""
+    out: list[dict[str, Any]] = []
+    for endpoint in settings.endpoints:
+        stats, state = await db.run_read(outbox.endpoint_status, endpoint.name)
+        now = datetime.now(UTC)
+        oldest = stats["oldest_pending"]
+        paused = state.paused_until if state else None
+        out.append(
+            {
+                "name": endpoint.name,
+                "url": endpoint.url,
+                "disabled": endpoint.disabled,
+                "format": endpoint.format,
+                "pending": stats["pending"],
+                "dead": stats["dead"],
+                "delivered": state.delivered if state else 0,
+                "failures": state.failures if state else 0,
+                "last_success": _iso(state.last_success if state else None),
+                "last_error": state.last_error if state else None,
+                "last_error_at": _iso(state.last_error_at if state else None),
+                "paused_until": _iso(paused) if paused and paused > now else None,
+                "lag_seconds": (now - oldest).total_seconds() if oldest else 0.0,
+                "sender": state.lease_owner
+                if state and state.lease_until and state.lease_until > now
+                else None,
+            }
+        )
+    return out
+
+
+async def dead_report(
+    db: Database, name: str | None, after: int, limit: int
+) -> list[dict[str, Any]]:
+    """Dead events after ``seq`` ``after``, oldest first (``GET /api/events/dead``,
+    ``wharf events dead``)."""
+    rows = await db.run_read(outbox.dead_events, name, after, limit)
+    return [
+        {
+            "endpoint": r["endpoint"],
+            "seq": r["seq"],
+            "attempts": r["attempts"],
+            "failed_at": _iso(r["failed_at"]),
+            "error": r["error"],
+            "event": json.loads(r["body"]),
+        }
+        for r in rows
+    ]
+
+
 class EventsAPI:
     """The ASGI app mounted at ``/api/events``."""
 
@@ -79,51 +130,14 @@ class EventsAPI:
         return JSONResponse({"events": events, "next": rows[-1][0] if rows else after})
 
     async def endpoints(self, request: Request) -> Response:
-        out: list[dict[str, Any]] = []
-        for endpoint in self.settings.endpoints:
-            stats, state = await self.db.run_read(outbox.endpoint_status, endpoint.name)
-            now = datetime.now(UTC)
-            oldest = stats["oldest_pending"]
-            paused = state.paused_until if state else None
-            out.append(
-                {
-                    "name": endpoint.name,
-                    "url": endpoint.url,
-                    "disabled": endpoint.disabled,
-                    "format": endpoint.format,
-                    "pending": stats["pending"],
-                    "dead": stats["dead"],
-                    "delivered": state.delivered if state else 0,
-                    "failures": state.failures if state else 0,
-                    "last_success": _iso(state.last_success if state else None),
-                    "last_error": state.last_error if state else None,
-                    "last_error_at": _iso(state.last_error_at if state else None),
-                    "paused_until": _iso(paused) if paused and paused > now else None,
-                    "lag_seconds": (now - oldest).total_seconds() if oldest else 0.0,
-                    "sender": state.lease_owner
-                    if state and state.lease_until and state.lease_until > now
-                    else None,
-                }
-            )
-        return JSONResponse({"endpoints": out})
+        return JSONResponse({"endpoints": await endpoint_report(self.db, self.settings)})
 
     async def dead(self, request: Request) -> Response:
         name = self._endpoint(request)
         after = _int(request, "after", 0)
         limit = _int(request, "limit", 100, MAX_LIMIT)
-        rows = await self.db.run_read(outbox.dead_events, name, after, limit)
-        dead = [
-            {
-                "endpoint": r["endpoint"],
-                "seq": r["seq"],
-                "attempts": r["attempts"],
-                "failed_at": _iso(r["failed_at"]),
-                "error": r["error"],
-                "event": json.loads(r["body"]),
-            }
-            for r in rows
-        ]
-        return JSONResponse({"dead": dead, "next": rows[-1]["seq"] if rows else after})
+        dead = await dead_report(self.db, name, after, limit)
+        return JSONResponse({"dead": dead, "next": dead[-1]["seq"] if dead else after})
 
     async def requeue(self, request: Request) -> Response:
         name = self._endpoint(request)

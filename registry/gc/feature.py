@@ -15,6 +15,7 @@ from registry.durations import parse_duration
 from registry.gc.api import GCAPI, PREFIX
 from registry.gc.guard import PushGuard
 from registry.gc.runner import GCMetrics, GCRunner
+from registry.gc.schedule import parse_schedule
 from registry.meta.gc import guard_change
 
 
@@ -40,7 +41,8 @@ def start_gc(
     mount(PREFIX, GCAPI(services.settings, services.meta.db, runner))
     stack.callback(runner.cancel)
     if services.settings.gc.schedule:
-        interval = max(parse_duration(services.settings.gc.schedule), 60.0)
-        task = asyncio.create_task(runner.schedule(interval), name="gc-schedule")
+        plan = parse_schedule(services.settings.gc.schedule)
+        loop = runner.schedule_cron(plan.cron) if plan.cron else runner.schedule(plan.interval or 0)
+        task = asyncio.create_task(loop, name="gc-schedule")
         stack.callback(task.cancel)
     return runner

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import random
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -16,12 +17,17 @@ from registry.config import GCSettings, Settings
 from registry.durations import parse_duration
 from registry.errors import GCRunning, InvalidParameter
 from registry.gc.collector import Collector, GCBusy, GCOptions, GCResult
+from registry.gc.schedule import next_time, seconds_until_next
 from registry.meta import gc as sql
 from registry.meta.changes import ChangeHook
 from registry.meta.db import Database
 from storage.driver import StorageDriver
 
 log = logging.getLogger("wharf.gc")
+
+CRON_JITTER = 5.0  # seconds after a cron time within which each node tries to start
+CRON_RETRY = 30.0  # seconds between tries while another run holds the lease
+CRON_STEP = 300.0  # the longest sleep before looking at the clock again
 
 
 def options_from(settings: Settings, **overrides: Any) -> GCOptions:
@@ -148,6 +154,36 @@ class GCRunner:
             except Exception:
                 log.exception("scheduled garbage collection could not start")
             await asyncio.sleep(min(interval, 300.0) * random.uniform(0.5, 1.0))
+
+    async def schedule_cron(self, expression: str) -> None:
+        """At each time of cron ``expression`` (UTC), start one run across all nodes and
+        workers: the first to wake takes the lease and records a scheduled run; the others
+        see that record (or the lease taken) and wait for the next time."""
+        while True:
+            due, wait = seconds_until_next(expression, datetime.now(UTC))
+            if wait > CRON_STEP:  # read the clock again now and then: it may be set, or
+                await asyncio.sleep(CRON_STEP)  # the host suspended
+                continue
+            # a little jitter, so that nodes do not all race for the lease at once
+            await asyncio.sleep(wait + random.uniform(0.0, CRON_JITTER))
+            await self._start_scheduled(due, next_time(expression, due))
+
+    async def _start_scheduled(self, due: datetime, following: datetime) -> None:
+        """Start the run due at ``due`` unless one was started for it already; while
+        another run holds the lease, try again every half minute until ``following``."""
+        while datetime.now(UTC) < following - timedelta(seconds=CRON_RETRY):
+            try:
+                last = await self.db.run_read(sql.last_finished)
+                if last is not None and last >= due.timestamp():
+                    return  # another node or worker ran it
+                await self.start(options_from(self.settings), "schedule")
+                return
+            except GCRunning:
+                pass
+            except Exception:
+                log.exception("scheduled garbage collection could not start")
+                return
+            await asyncio.sleep(CRON_RETRY)
 
     def cancel(self) -> None:
         for task in list(self._tasks):
