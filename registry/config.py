@@ -410,6 +410,13 @@ class ProxySettings(_Section):
     username: str = ""
     password: str = ""
     ttl: str = "168h"
+    fetchlease: str = "30s"  # a blob fetch's lease; a dead fetcher's expires after this
+
+    @field_validator("ttl", "fetchlease", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> str:
+        parse_duration(value)
+        return str(value)
 
 
 class MirrorSettings(_Section):
@@ -422,8 +429,9 @@ class MirrorSettings(_Section):
     ttl: str = "1h"  # re-check a cached tag with a HEAD after this long
     insecure: bool = False
     cacert: str = ""
+    fetchlease: str = "30s"  # a blob fetch's lease; a dead fetcher's expires after this
 
-    @field_validator("ttl", mode="before")
+    @field_validator("ttl", "fetchlease", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> str:
         parse_duration(value)

@@ -2,7 +2,8 @@
 registry to a target registry, blobs first, the tag last.
 
 For each manifest: HEAD every blob at the target and skip those present; mount those
-this run already put in another repository of the target; copy the rest as streams
+this run already put (or is putting: it waits) in another repository of the target, so a
+blob shared by many repositories is sent once per run; copy the rest as streams
 (``maxparallel`` at once, under a shared bandwidth limit) in chunked uploads whose
 Location and offset are saved after every chunk, so a broken transfer resumes where the
 target says it stopped, in this run (``retries``) or the next. Child manifests are pushed
@@ -118,6 +119,8 @@ class Copier:
         self.counters = Counters()
         self.present: dict[str, str] = {}  # digest -> a target repository holding it
         self._done: dict[tuple[str, str], asyncio.Future[None]] = {}
+        # digest -> the transfer of it under way: one copy per run, the rest mounted
+        self._sending: dict[str, asyncio.Future[None]] = {}
 
     def _tick(self) -> None:
         if self.progress is not None:
@@ -204,14 +207,25 @@ class Copier:
             return
         location = None
         elsewhere = self.present.get(digest)
+        sending = self._sending.get(digest)
+        if elsewhere is None and sending is not None:
+            await asyncio.shield(sending)  # being sent into another repository: mount it
+            elsewhere = self.present.get(digest)
         if elsewhere is not None and elsewhere != dst_repo:
             location = await self.target.mount_blob(dst_repo, elsewhere, digest)
             if location is None:
                 self.counters.blobs_mounted += 1
                 self._tick()
                 return
-        await self._transfer(src_repo, dst_repo, digest, blob.size, location)
-        self.present[digest] = dst_repo
+        sent = asyncio.get_running_loop().create_future()
+        self._sending.setdefault(digest, sent)
+        try:
+            await self._transfer(src_repo, dst_repo, digest, blob.size, location)
+            self.present[digest] = dst_repo
+        finally:
+            if self._sending.get(digest) is sent:
+                del self._sending[digest]
+            sent.set_result(None)  # waiters look at ``present`` (unset if this failed)
         self.counters.blobs_copied += 1
         self._tick()
 

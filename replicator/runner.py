@@ -141,6 +141,10 @@ class RuleRunner:
         slots = asyncio.Semaphore(self.rule.maxparallel)
         jobs: list[Awaitable[None]] = []
         for repo, tag in dict.fromkeys(only):
+            if ":" in tag:  # a manifest deleted by digest (no tag has a colon)
+                if repository_selected(self.rule, repo) and self.rule.deletes:
+                    jobs.append(self._delete_manifest(copier, source, target, repo, tag))
+                continue
             if not (repository_selected(self.rule, repo) and tag_selected(self.rule, tag)):
                 continue
             if await source.head_manifest(repo, tag) is not None:
@@ -170,6 +174,23 @@ class RuleRunner:
         for tag in present:
             if tag not in keep:
                 await self._delete(copier, target, dst, tag)
+
+    async def _delete_manifest(
+        self, copier: Copier, source: RegistryClient, target: RegistryClient, repo: str, digest: str
+    ) -> None:
+        """A manifest deleted by digest at the source goes at the target too (with the
+        tags pointing at it there), unless the source has it again."""
+        dst = destination(self.rule, repo)
+        try:
+            if await source.head_manifest(repo, digest) is not None:
+                return
+            await target.delete_manifest(dst, digest)
+        except RemoteNotFound:
+            return
+        except RemoteError as e:
+            copier.counters.errors.append(f"{dst}@{digest}: delete: {e}")
+            return
+        copier.counters.tags_deleted += 1
 
     async def _delete(self, copier: Copier, target: RegistryClient, repo: str, tag: str) -> None:
         try:

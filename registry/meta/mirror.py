@@ -1,12 +1,28 @@
 """Pull-through mirror state (issue #6): the manifests fetched from upstreams, by tag and
-by digest, and when each tag was last checked against its upstream."""
+by digest, and when each tag was last checked against its upstream; and the leases of
+the blob fetches under way (``mirror_fetches``), one row per (upstream, digest), so that
+every process of every node sharing the database fetches a blob from upstream once.
+
+Times are epoch seconds (floats), compared across nodes as the replication leases are."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, Float, String, Table, delete, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Float,
+    String,
+    Table,
+    delete,
+    insert,
+    select,
+    update,
+)
 
 from registry.meta.db import Database
 from registry.meta.tables import metadata, name_type
@@ -20,6 +36,21 @@ mirror_manifests = Table(
     Column("media_type", String(255), nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("checked_at", Float, nullable=False),
+)
+
+# A blob being fetched from an upstream: who fetches it (until ``expires_at``, renewed
+# while the fetch runs), into which upload, and how many bytes of it are readable there.
+mirror_fetches = Table(
+    "mirror_fetches",
+    metadata,
+    Column("upstream", String(255), primary_key=True),
+    Column("digest", String(150), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("upload_id", String(64), nullable=True),
+    Column("written", BigInteger, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("started_at", Float, nullable=False),
 )
 
 
@@ -73,3 +104,129 @@ class MirrorStore:
         self, repository: str, reference: str, digest: str, media_type: str, size: int
     ) -> None:
         await self.db.run_write(_put, repository, reference, digest, media_type, size)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchState:
+    """A fetch lease as stored: ``live`` unless it expired (its holder died or hung)."""
+
+    holder: str
+    upload_id: str | None
+    written: int
+    size: int
+    live: bool
+
+
+def _fetch_key(upstream: str, digest: str) -> tuple[Any, ...]:
+    t = mirror_fetches.c
+    return (t.upstream == upstream[:255], t.digest == digest)
+
+
+def _take_fetch(
+    conn: Connection, upstream: str, digest: str, holder: str, ttl: float, size: int
+) -> bool:
+    """Take the fetch of ``digest`` unless a live lease is held (by anyone, ``holder``
+    included: each fetch has its own holder id). On PostgreSQL two racing inserts make
+    one fail with a unique violation; run again, it then finds the row."""
+    now = time.time()
+    key = _fetch_key(upstream, digest)
+    row = conn.execute(select(mirror_fetches.c.expires_at).where(*key).with_for_update()).first()
+    values = {
+        "holder": holder,
+        "expires_at": now + ttl,
+        "upload_id": None,
+        "written": 0,
+        "size": size,
+        "started_at": now,
+    }
+    if row is None:
+        conn.execute(
+            insert(mirror_fetches).values(upstream=upstream[:255], digest=digest, **values)
+        )
+        return True
+    if row.expires_at > now:
+        return False
+    result = conn.execute(
+        update(mirror_fetches).where(*key, mirror_fetches.c.expires_at <= now).values(**values)
+    )
+    return bool(result.rowcount)
+
+
+def _renew_fetch(
+    conn: Connection,
+    upstream: str,
+    digest: str,
+    holder: str,
+    ttl: float,
+    upload_id: str | None,
+    written: int,
+) -> bool:
+    """Extend the lease and note the progress; False if the lease is no longer ours."""
+    result = conn.execute(
+        update(mirror_fetches)
+        .where(*_fetch_key(upstream, digest), mirror_fetches.c.holder == holder)
+        .values(expires_at=time.time() + ttl, upload_id=upload_id, written=written)
+    )
+    return bool(result.rowcount)
+
+
+def _end_fetch(conn: Connection, upstream: str, digest: str, holder: str) -> None:
+    conn.execute(
+        delete(mirror_fetches).where(
+            *_fetch_key(upstream, digest), mirror_fetches.c.holder == holder
+        )
+    )
+
+
+def _fetch_state(conn: Connection, upstream: str, digest: str) -> FetchState | None:
+    t = mirror_fetches.c
+    row = conn.execute(
+        select(t.holder, t.upload_id, t.written, t.size, t.expires_at).where(
+            *_fetch_key(upstream, digest)
+        )
+    ).first()
+    if row is None:
+        return None
+    live = row.expires_at > time.time()
+    return FetchState(row.holder, row.upload_id, int(row.written), int(row.size), live)
+
+
+class FetchLeases:
+    """Blob fetch leases; each method one transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def take(self, upstream: str, digest: str, holder: str, ttl: float, size: int) -> bool:
+        return await self.db.run_write(_take_fetch, upstream, digest, holder, ttl, size)
+
+    async def renew(
+        self,
+        upstream: str,
+        digest: str,
+        holder: str,
+        ttl: float,
+        upload_id: str | None,
+        written: int,
+    ) -> bool:
+        return await self.db.run_write(
+            _renew_fetch, upstream, digest, holder, ttl, upload_id, written
+        )
+
+    async def end(self, upstream: str, digest: str, holder: str) -> None:
+        await self.db.run_write(_end_fetch, upstream, digest, holder)
+
+    async def state(self, upstream: str, digest: str) -> FetchState | None:
+        return await self.db.run_read(_fetch_state, upstream, digest)
+
+
+def mirrored_repositories(conn: Connection, limit: int | None, last: str | None) -> list[str]:
+    """Repositories holding a mirror's manifests, in order, after ``last`` (the catalog
+    lists them with the repositories holding manifest rows)."""
+    t = mirror_manifests.c
+    query = select(t.repository).distinct().order_by(t.repository)
+    if last:
+        query = query.where(t.repository > last)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(conn.execute(query).scalars())

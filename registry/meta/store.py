@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Table, delete, exists, func, select
 from registry.meta import queries as q
 from registry.meta.changes import Change, ChangeHook
 from registry.meta.db import Database
+from registry.meta.mirror import mirrored_repositories
 from registry.meta.records import ManifestRecord, NewManifest
 from registry.meta.tables import (
     blobs,
@@ -255,7 +256,13 @@ def _catalog(conn: Connection, limit: int | None, last: str | None) -> list[str]
         query = query.where(repositories.c.name > last)
     if limit is not None:
         query = query.limit(limit)
-    return list(conn.execute(query).scalars())
+    names = list(conn.execute(query).scalars())
+    # a pull-through mirror's repositories keep no manifest rows (issue #6): both pages
+    # merged, the first ``limit`` of them
+    mirrored = mirrored_repositories(conn, limit, last)
+    if mirrored:
+        names = sorted(set(names) | set(mirrored))[:limit]
+    return names
 
 
 def _referrers(

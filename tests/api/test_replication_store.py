@@ -1,8 +1,9 @@
 """The replication tables (migration 0006) on SQLite and PostgreSQL: runs, leases,
-pending rows, saved uploads, mirror manifests, and the migration's downgrade."""
+pending rows, saved uploads, mirror manifests and (migration 0008) mirror fetch leases."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import pytest
 
 from registry.meta.db import Database
 from registry.meta.migrate import ensure_schema
-from registry.meta.mirror import MirrorStore
+from registry.meta.mirror import FetchLeases, FetchState, MirrorStore
 from registry.meta.replication import ReplicationStore
+from registry.meta.store import MetadataStore
 from tests.support.postgres import PostgresCluster
 
 
@@ -69,3 +71,46 @@ async def test_mirror_manifests(db: Database) -> None:
     await store.put("hub/x", "latest", "sha256:b", "application/json", 12)
     found = await store.get("hub/x", "latest")
     assert found is not None and found.digest == "sha256:b" and found.size == 12
+    # the catalog lists the repositories holding a mirror's manifests, once each, in order
+    await store.put("lib/c", "v1", "sha256:c", "application/json", 1)
+    await store.put("hub/x", "sha256:b", "sha256:b", "application/json", 12)
+    await store.put("hub/a", "v1", "sha256:a", "application/json", 1)
+    meta = MetadataStore(db)
+    assert await meta.catalog(None, None) == ["hub/a", "hub/x", "lib/c"]
+    assert await meta.catalog(2, None) == ["hub/a", "hub/x"]
+    assert await meta.catalog(2, "hub/x") == ["lib/c"]
+
+
+async def test_mirror_fetch_leases(db: Database) -> None:
+    """Migration 0008: one fetcher per (upstream, digest) among racing processes; its
+    progress for the others to read; a dead fetcher's lease taken over once expired."""
+    other = Database(db.url, 2)  # another process on the same database
+    try:
+        up, digest = "http://upstream", "sha256:" + "a" * 64
+        leases = [FetchLeases(db), FetchLeases(other)]
+        won = await asyncio.gather(
+            *(leases[i % 2].take(up, digest, f"h{i}", 60, 100) for i in range(8))
+        )
+        assert sum(won) == 1
+        holder = f"h{won.index(True)}"
+        state = await leases[1].state(up, digest)
+        assert state == FetchState(holder, None, 0, 100, True)
+        assert not await leases[0].take(up, digest, "late", 60, 100)
+        assert await leases[0].renew(up, digest, holder, 60, "upload-1", 40)
+        assert await leases[1].state(up, digest) == FetchState(holder, "upload-1", 40, 100, True)
+        assert not await leases[0].renew(up, digest, "not-the-holder", 60, None, 0)
+        await leases[0].end(up, digest, "not-the-holder")  # only the holder's row goes
+        assert await leases[0].state(up, digest) is not None
+        # the holder dies: its lease runs out and another takes the fetch over
+        assert await leases[0].renew(up, digest, holder, -1, "upload-1", 50)
+        state = await leases[1].state(up, digest)
+        assert state is not None and not state.live
+        assert await leases[1].take(up, digest, "successor", 60, 100)
+        assert await leases[0].state(up, digest) == FetchState("successor", None, 0, 100, True)
+        assert not await leases[0].renew(up, digest, holder, 60, "upload-1", 60)  # too late
+        await leases[1].end(up, digest, "successor")
+        assert await leases[0].state(up, digest) is None
+        assert await leases[0].take(up, "sha256:" + "b" * 64, "h", 60, 1)  # per digest
+        assert await leases[0].take("http://other", digest, "h", 60, 1)  # per upstream
+    finally:
+        await other.close()

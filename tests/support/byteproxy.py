@@ -1,12 +1,14 @@
-"""A TCP proxy for tests that counts the bytes each way and can cut connections after N
-client bytes (for interrupted transfers). (tests/support/tcpproxy.py is another helper's
-proxy that refuses connections while "cut".)"""
+"""A TCP proxy for tests that counts the bytes each way, can cut connections after N
+client bytes (for interrupted transfers) and can slow the server's answers down
+(``rate``). (tests/support/tcpproxy.py is another helper's proxy that refuses
+connections while "cut".)"""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+import time
 
 from tests.support.server import free_port
 
@@ -26,6 +28,7 @@ class ByteProxy:
         self.received = 0
         self.cuts = 0
         self._budget: int | None = None
+        self.rate: int | None = None  # server-to-client bytes/s per connection (None: any)
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
         self._listener = socket.create_server(("127.0.0.1", self.port))
@@ -96,6 +99,9 @@ class ByteProxy:
                         self.received += len(data)
                 if data:
                     dst.sendall(data)
+                    rate = self.rate
+                    if rate and not upward:
+                        time.sleep(len(data) / rate)
                 if cut:
                     self._drop_all()
                     return

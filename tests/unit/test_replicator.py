@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 from registry.config import ConfigError, ReplicationRuleSettings, load_settings
@@ -53,7 +55,7 @@ def test_repository_and_tag_selection() -> None:
 
 
 async def test_chunk_reader_cuts_a_stream_exactly() -> None:
-    async def source():  # type: ignore[no-untyped-def]
+    async def source() -> AsyncIterator[bytes]:
         for piece in (b"abc", b"defgh", b"", b"ij"):
             yield piece
 
