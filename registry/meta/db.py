@@ -14,10 +14,10 @@ run here:
   Every SQLite write transaction starts with ``BEGIN IMMEDIATE``, so writers in other
   processes queue on ``busy_timeout`` instead of failing on a lock upgrade.
   Writes queued meanwhile are committed together (group commit): the writer thread runs
-  each in its own SAVEPOINT, so one that raises is rolled back alone, and answers every
-  caller after the one COMMIT. Under concurrent pushes this takes the cross-process lock,
-  and SQLite's re-read of what another process wrote, once per batch instead of once
-  per write.
+  them in one transaction and answers every caller after the one COMMIT; should one of
+  them raise, the group is rolled back and each runs again alone, so only that one
+  fails. Under concurrent pushes this takes the cross-process lock, and SQLite's re-read
+  of what another process wrote, once per batch instead of once per write.
 """
 
 from __future__ import annotations
@@ -205,60 +205,57 @@ class Database:
         raise AssertionError("unreachable")
 
     def _sqlite_batch(self) -> None:
-        """Run the queued writes in one transaction, each in a SAVEPOINT; answer each
-        caller once the COMMIT is done (or with the error that rolled it back)."""
+        """Run the queued writes in one transaction and answer each caller once the
+        COMMIT is done. Should one of them raise, the group is rolled back and each
+        write runs again alone, in its own transaction, so only that one fails."""
         batch: list[_Write] = []
         while len(batch) < GROUP_COMMIT_MAX:
             try:
                 batch.append(self._queued.get_nowait())
             except queue.Empty:
                 break
-        if not batch:
-            return
-        assert self._writer_engine is not None
-        outcomes: list[tuple[_Write, bool, Any]] = []
-        try:
-            # Writers of other processes (workers, other nodes on this disk) queue on a
-            # file lock, woken as soon as it is free, instead of SQLite's sleeping busy
-            # handler.
-            with _file_lock(self._lock_fd), self._writer_engine.connect() as conn:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-                try:
-                    if len(batch) == 1:  # alone: its own transaction, no savepoint
-                        write = batch[0]
-                        outcomes.append((write, True, write.fn(conn, *write.args)))
-                    else:
-                        outcomes += [self._savepoint(conn, write) for write in batch]
-                except BaseException:
-                    conn.exec_driver_sql("ROLLBACK")
-                    raise
-                conn.exec_driver_sql("COMMIT")
-        except BaseException as e:  # nothing was committed: every caller gets the error
-            for write in batch:
-                if not write.done.done():
-                    write.done.set_exception(e)
-            if not isinstance(e, Exception):
+        if len(batch) > 1:
+            try:
+                results = self._sqlite_transaction(batch)
+            except Exception:
+                pass  # the group is rolled back: each alone, below
+            except BaseException as e:
+                self._fail(batch, e)
                 raise
-            return
-        for write, ok, value in outcomes:
-            if ok:
-                write.done.set_result(value)
             else:
-                write.done.set_exception(value)
+                for write, result in zip(batch, results, strict=True):
+                    write.done.set_result(result)
+                return
+        for i, write in enumerate(batch):
+            try:
+                write.done.set_result(self._sqlite_transaction([write])[0])
+            except Exception as e:
+                write.done.set_exception(e)
+            except BaseException as e:
+                self._fail(batch[i:], e)
+                raise
 
     @staticmethod
-    def _savepoint(conn: Connection, write: _Write) -> tuple[_Write, bool, Any]:
-        """One write of a batch: (write, True, result), or (write, False, its exception)
-        with its changes rolled back."""
-        conn.exec_driver_sql("SAVEPOINT wharf_write")
-        try:
-            result = write.fn(conn, *write.args)
-        except Exception as e:
-            conn.exec_driver_sql("ROLLBACK TO SAVEPOINT wharf_write")
-            conn.exec_driver_sql("RELEASE SAVEPOINT wharf_write")
-            return write, False, e
-        conn.exec_driver_sql("RELEASE SAVEPOINT wharf_write")
-        return write, True, result
+    def _fail(writes: list[_Write], error: BaseException) -> None:
+        for write in writes:
+            if not write.done.done():
+                write.done.set_exception(error)
+
+    def _sqlite_transaction(self, writes: list[_Write]) -> list[Any]:
+        """``writes`` in one transaction: their results once committed; rolled back if
+        one raises."""
+        assert self._writer_engine is not None
+        # Writers of other processes (workers, other nodes on this disk) queue on a file
+        # lock, woken as soon as it is free, instead of SQLite's sleeping busy handler.
+        with _file_lock(self._lock_fd), self._writer_engine.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                results = [write.fn(conn, *write.args) for write in writes]
+            except BaseException:
+                conn.exec_driver_sql("ROLLBACK")
+                raise
+            conn.exec_driver_sql("COMMIT")
+            return results
 
     async def ping(self) -> None:
         """Read the schema version; raises if the database is unreachable or unreadable."""

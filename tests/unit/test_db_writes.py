@@ -1,5 +1,5 @@
-"""SQLite writes are committed in groups: each write in its own savepoint, answered only
-once the group's COMMIT is done, a failing write rolled back alone."""
+"""SQLite writes are committed in groups, answered only once the group's COMMIT is done;
+a failing write fails alone (the group is rolled back and each write runs again alone)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 def _add(conn: Connection, n: int) -> int:
     conn.execute(insert(items).values(n=n))
     if n % 5 == 0:
-        raise Refused(n)  # after writing: the savepoint must undo the row
+        raise Refused(n)  # after writing: its row must not stay
     return n * 10
 
 
