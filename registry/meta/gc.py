@@ -51,6 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from registry.errors import Unavailable
+from registry.meta import direct
 from registry.meta import queries as q
 from registry.meta.changes import Change, ChangeHook
 from registry.meta.gc_tables import gc_doomed, gc_lease, gc_runs, gc_seen
@@ -150,10 +151,32 @@ def _seen_at_query() -> Any:
     return select(gc_seen.c.seen_at).where(gc_seen.c.digest == bindparam("digest"))
 
 
+@cache
+def _doomed_one() -> Any:
+    return select(gc_doomed.c.digest, gc_doomed.c.run_id).where(
+        gc_doomed.c.digest == bindparam("digest")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Doomed:
+    digest: str
+    run_id: int | None
+
+
+def _doomed_rows(conn: Connection, digests: Sequence[str]) -> list[Any]:
+    """(digest, run_id) of those of ``digests`` a run doomed; one direct lookup each on
+    the SQLite writer (cheaper there than an expanding ``IN``)."""
+    if direct.available(conn):
+        found = (direct.first(conn, _doomed_one(), {"digest": d}) for d in set(digests))
+        return [_Doomed(*row) for row in found if row is not None]
+    return list(conn.execute(_doomed_query(), {"digests": list(digests)}).all())
+
+
 def _check_doomed(conn: Connection, digests: Sequence[str], now: float) -> None:
     """Raise :class:`DigestBusy` for a digest a live run is deleting; forget dooms left by
     a dead run (their rows are gone already, the file may stay: the caller puts its own)."""
-    doomed = conn.execute(_doomed_query(), {"digests": list(digests)}).all()
+    doomed = _doomed_rows(conn, digests)
     if not doomed:
         return
     holder = _live_holder(conn, now)
@@ -165,8 +188,7 @@ def _check_doomed(conn: Connection, digests: Sequence[str], now: float) -> None:
 
 def _seen(conn: Connection, digests: Sequence[str], now: float) -> None:
     rows = [{"digest": d, "seen_at": now} for d in sorted(set(digests))]
-    if rows:
-        conn.execute(_seen_upsert(conn.dialect.name), rows)
+    direct.execute_many(conn, _seen_upsert(conn.dialect.name), rows)
 
 
 def pin(conn: Connection, digests: Sequence[str], now: float) -> None:
@@ -235,7 +257,7 @@ def _check_not_collected(conn: Connection, digest: str) -> None:
     put in place may be gone). GC leaves a negative ``seen_at`` when it dooms bytes; a pin
     makes it positive again."""
     _lock(conn, [digest], shared=True)
-    seen = conn.execute(_seen_at_query(), {"digest": digest}).scalar()
+    seen = direct.scalar(conn, _seen_at_query(), {"digest": digest})
     if seen is not None and seen < 0:
         raise DigestBusy(digest)
 

@@ -169,6 +169,24 @@ def linked_blobs() -> Any:
 
 
 @cache
+def linked_blob() -> Any:
+    """Is ``digest`` linked to ``repository_id``?"""
+    return select(repository_blobs.c.digest).where(
+        repository_blobs.c.repository_id == bindparam("repository_id"),
+        repository_blobs.c.digest == bindparam("digest"),
+    )
+
+
+@cache
+def present_manifest() -> Any:
+    """Is ``digest`` a manifest of ``repository_id``?"""
+    return select(manifests.c.digest).where(
+        manifests.c.repository_id == bindparam("repository_id"),
+        manifests.c.digest == bindparam("digest"),
+    )
+
+
+@cache
 def present_manifests() -> Any:
     """Which of ``digests`` are manifests of ``repository_id``."""
     return select(manifests.c.digest).where(

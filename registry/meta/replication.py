@@ -29,6 +29,7 @@ from sqlalchemy import (
     update,
 )
 
+from registry.meta import direct
 from registry.meta.db import Database
 from registry.meta.tables import metadata, name_type
 
@@ -132,7 +133,7 @@ def _stored_rules_query() -> Any:
 def stored_rules(conn: Connection) -> dict[str, str]:
     """Every stored rule: name -> its JSON (also read by the on-push hook, in the push's
     own transaction, so a rule committed before a push always sees it)."""
-    return {r.name: r.spec for r in conn.execute(_stored_rules_query())}
+    return {name: spec for name, spec in direct.rows(conn, _stored_rules_query(), {})}
 
 
 def _stored_rule(conn: Connection, name: str) -> str | None:

@@ -43,6 +43,7 @@ from sqlalchemy import (
     union,
 )
 
+from registry.meta import direct
 from registry.meta import queries as q
 from registry.meta.changes import Change
 from registry.meta.tables import (
@@ -144,8 +145,7 @@ def _now() -> datetime:
 
 
 def _insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(q.insert_ignore(table, conn.dialect.name), rows)
+    direct.execute_many(conn, q.insert_ignore(table, conn.dialect.name), rows)
 
 
 # -- writes (inside the push/delete transaction) ---------------------------
@@ -222,7 +222,7 @@ def _write_facts(
         "total_size": None if total is None else int(str(total)),
         "detail": json.dumps(detail),
     }
-    if not conn.execute(q.insert_ignore(search_facts, conn.dialect.name), facts).rowcount:
+    if not direct.execute(conn, q.insert_ignore(search_facts, conn.dialect.name), facts):
         return  # stored already
     _insert_ignore(conn, search_labels, _pairs(manifest_id, details.get("labels")))
     _insert_ignore(conn, search_annotations, _pairs(manifest_id, details.get("annotations")))
@@ -319,7 +319,7 @@ def apply_change(conn: Connection, change: Change) -> None:
             _write_facts(conn, pushed.id, pushed.repository_id, dict(change.details), False)
         if change.tag is not None:
             row = _tag_row(pushed, change.tag, _now())
-            conn.execute(_upsert_tag(conn.dialect.name), row)
+            direct.execute(conn, _upsert_tag(conn.dialect.name), row)
     elif change.kind == "manifest" and change.action == "delete":
         # the manifest row is gone (ON DELETE CASCADE removes the rest on PostgreSQL and
         # on SQLite with foreign keys on); remove by repository and digest to be sure

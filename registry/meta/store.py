@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, delete, exists, func, select
 
+from registry.meta import direct
 from registry.meta import queries as q
 from registry.meta.changes import Change, ChangeHook
 from registry.meta.db import Database
@@ -46,15 +47,15 @@ def _now() -> datetime:
 def _insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """INSERT rows, skipping those that collide with an existing primary/unique key."""
     if rows:
-        conn.execute(q.insert_ignore(table, conn.dialect.name), rows)
+        direct.execute_many(conn, q.insert_ignore(table, conn.dialect.name), rows)
 
 
 def _repository_id(conn: Connection, name: str, create: bool = False) -> int | None:
-    found: int | None = conn.execute(q.repository_id(), {"name": name}).scalar()
+    found: int | None = direct.scalar(conn, q.repository_id(), {"name": name})
     if found is not None or not create:
         return found
     _insert_ignore(conn, repositories, [{"name": name, "created_at": _now()}])
-    created: int = conn.execute(q.repository_id(), {"name": name}).scalar_one()
+    created: int = direct.scalar(conn, q.repository_id(), {"name": name})
     return created
 
 
@@ -115,18 +116,28 @@ def _unlink_blob(conn: Connection, hooks: Hooks, change: Change) -> bool:
 # -- manifests -------------------------------------------------------------
 
 
+def _present(conn: Connection, many: Any, one: Any, repo_id: int, digests: list[str]) -> set[str]:
+    """Which of ``digests`` ``many`` (an ``IN`` query) finds; on the SQLite writer, one
+    direct lookup each with ``one`` (cheaper there than an expanding ``IN``)."""
+    if direct.available(conn):
+        return {
+            d
+            for d in digests
+            if direct.first(conn, one, {"repository_id": repo_id, "digest": d}) is not None
+        }
+    return set(conn.execute(many, {"repository_id": repo_id, "digests": digests}).scalars())
+
+
 def check_references(conn: Connection, repo_id: int, new: NewManifest) -> None:
     """Raise :class:`MissingReferences` for blobs or children of ``new`` not in the repository."""
     missing: list[str] = []
     wanted_blobs = list(dict(new.blobs))
     if wanted_blobs:
-        params = {"repository_id": repo_id, "digests": wanted_blobs}
-        found = set(conn.execute(q.linked_blobs(), params).scalars())
+        found = _present(conn, q.linked_blobs(), q.linked_blob(), repo_id, wanted_blobs)
         missing += [d for d in wanted_blobs if d not in found]
     children = list(dict.fromkeys(new.children))
     if children:
-        params = {"repository_id": repo_id, "digests": children}
-        found = set(conn.execute(q.present_manifests(), params).scalars())
+        found = _present(conn, q.present_manifests(), q.present_manifest(), repo_id, children)
         missing += [d for d in children if d not in found]
     if missing:
         raise MissingReferences(missing)
@@ -139,7 +150,7 @@ def _set_tag(conn: Connection, repo_id: int, tag: str, manifest_id: int) -> None
         "manifest_id": manifest_id,
         "updated_at": _now(),
     }
-    conn.execute(q.set_tag(conn.dialect.name), params)
+    direct.execute(conn, q.set_tag(conn.dialect.name), params)
 
 
 def _put_manifest(conn: Connection, hooks: Hooks, change: Change) -> None:
@@ -158,7 +169,8 @@ def _put_manifest(conn: Connection, hooks: Hooks, change: Change) -> None:
         "annotations": new.annotations,
         "created_at": _now(),
     }
-    manifest_id = conn.execute(q.upsert_manifest(conn.dialect.name), row).scalar_one()
+    manifest_id = direct.scalar(conn, q.upsert_manifest(conn.dialect.name), row)
+    assert manifest_id is not None
     _insert_ignore(
         conn,
         manifest_blobs,
