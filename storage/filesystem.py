@@ -57,6 +57,14 @@ def _write_atomic(full: Path, data: bytes, durable: bool = True) -> None:
         _fsync_dir(full.parent)
 
 
+def _move_durably(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst`` (creating its directory) and sync the directory, in one
+    hop to a thread."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, dst)
+    _fsync_dir(dst.parent)
+
+
 def _open_locked(full: Path, append: bool) -> int:
     """Open for writing and take an exclusive lock, held until the descriptor is closed,
     so two processes never append to one file at once."""
@@ -187,13 +195,10 @@ class FilesystemDriver:
         return sorted(f"{path}/{n}" for n in names if not n.endswith(".tmp"))
 
     async def move(self, source: str, dest: str) -> None:
-        src, dst = self._full(source), self._full(dest)
-        await aiofiles.os.makedirs(dst.parent, exist_ok=True)
         try:
-            await aiofiles.os.replace(src, dst)
+            await asyncio.to_thread(_move_durably, self._full(source), self._full(dest))
         except FileNotFoundError:
             raise PathNotFound(source) from None
-        await asyncio.to_thread(_fsync_dir, dst.parent)
 
     async def delete(self, path: str) -> None:
         full = self._full(path)
