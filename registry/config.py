@@ -403,13 +403,13 @@ class ReplicationSettings(_Section):
         return self
 
 
-class ProxySettings(_Section):
-    """``proxy`` (as in the reference registry): mirror one upstream for the whole registry."""
+class _UpstreamSettings(_Section):
+    """What every pull-through upstream has."""
 
     remoteurl: str = ""
     username: str = ""
     password: str = ""
-    ttl: str = "168h"
+    ttl: str = "1h"  # re-check a cached tag with a HEAD after this long
     fetchlease: str = "30s"  # a blob fetch's lease; a dead fetcher's expires after this
 
     @field_validator("ttl", "fetchlease", mode="before")
@@ -419,23 +419,19 @@ class ProxySettings(_Section):
         return str(value)
 
 
-class MirrorSettings(_Section):
+class ProxySettings(_UpstreamSettings):
+    """``proxy`` (as in the reference registry): mirror one upstream for the whole registry."""
+
+    ttl: str = "168h"
+
+
+class MirrorSettings(_UpstreamSettings):
     """``mirrors[]`` (Wharf's own): mirror an upstream under a repository prefix."""
 
     prefix: str
     remoteurl: str
-    username: str = ""
-    password: str = ""
-    ttl: str = "1h"  # re-check a cached tag with a HEAD after this long
     insecure: bool = False
     cacert: str = ""
-    fetchlease: str = "30s"  # a blob fetch's lease; a dead fetcher's expires after this
-
-    @field_validator("ttl", "fetchlease", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> str:
-        parse_duration(value)
-        return str(value)
 
 
 class NotificationIgnoreSettings(_Section):
