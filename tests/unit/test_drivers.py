@@ -131,3 +131,29 @@ async def test_filesystem_writer_excludes_a_second_writer(tmp_path: Path) -> Non
     other = await asyncio.wait_for(second, 5)
     assert other.size == 3
     await other.close()
+
+
+async def test_filesystem_writer_syncing_in_the_background_keeps_every_byte(
+    tmp_path: Path,
+) -> None:
+    """A big upload is synced in the background as it grows (storage.filesystem.SYNC_EVERY);
+    whether it is committed or closed while such a sync runs, the file holds every byte
+    in order, and no sync thread outlives the writer."""
+    import hashlib
+    import threading
+
+    from storage.filesystem import SYNC_EVERY
+
+    driver = FilesystemDriver(tmp_path / "root")
+    part = bytes(range(256)) * 4096  # 1 MiB
+    for finish in ("commit", "close"):
+        writer = await driver.writer(f"up-{finish}/data", append=True)
+        expected = hashlib.sha256()
+        for i in range(3 * SYNC_EVERY // len(part) + 3):
+            chunk = part[i % 256 :] + part[: i % 256]
+            expected.update(chunk)
+            await writer.write(chunk)
+        await (writer.commit() if finish == "commit" else writer.close())
+        data = (tmp_path / "root" / f"up-{finish}" / "data").read_bytes()
+        assert hashlib.sha256(data).hexdigest() == expected.hexdigest()
+    assert not [t for t in threading.enumerate() if t.name.startswith("wharf-sync")]
