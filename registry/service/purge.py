@@ -12,6 +12,9 @@ from storage.uploads import UploadStore
 log = logging.getLogger("wharf.purge")
 
 
+FIRST_PURGE_JITTER = 3600.0  # seconds
+
+
 class UploadPurger:
     """Runs :meth:`UploadStore.purge` now and then, as the reference's ``uploadpurging``."""
 
@@ -34,8 +37,12 @@ class UploadPurger:
         return purged
 
     async def run_forever(self) -> None:
-        """Purge every ``interval`` seconds (with jitter); errors are logged, not raised."""
-        await asyncio.sleep(random.uniform(0, min(self.interval, 60.0)))
+        """Purge every ``interval`` seconds (with jitter); errors are logged, not raised.
+
+        The first purge comes after a random delay of up to an hour (or ``interval`` if
+        shorter), as in the reference registry: nodes restarted together do not all purge
+        at once, and a restart does not purge the moment it comes up."""
+        await asyncio.sleep(random.uniform(0, min(self.interval, FIRST_PURGE_JITTER)))
         while True:
             try:
                 await self.run_once()

@@ -310,11 +310,13 @@ def _populate(c: httpx.Client) -> dict[tuple[str, str], str]:
 
 
 def _kill_during_run(config: Path, root: Path, rng: random.Random) -> bool:
-    """Start ``wharf gc``, SIGKILL it a random moment after its run began; True if it was
-    killed before finishing."""
+    """Start ``wharf gc``, SIGKILL it a random moment after its sweep began deleting blob
+    rows (so the kill lands mid-sweep however fast the sweep is); True if it was killed
+    before finishing."""
     db = sqlite3.connect(root / "wharf.db")
     try:
         before = db.execute("SELECT COALESCE(MAX(id), 0) FROM gc_runs").fetchone()[0]
+        blobs_before = db.execute("SELECT COUNT(*) FROM blobs").fetchone()[0]
         proc = subprocess.Popen(
             [*GC_CMD, "-c", str(config), "--grace", "0s", "--delete-untagged", "--batch", "7"],
             cwd=ROOT,
@@ -325,7 +327,11 @@ def _kill_during_run(config: Path, root: Path, rng: random.Random) -> bool:
         while db.execute("SELECT COALESCE(MAX(id), 0) FROM gc_runs").fetchone()[0] == before:
             assert proc.poll() is None and time.monotonic() < deadline, "gc did not start"
             time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 1.5))
+        while db.execute("SELECT COUNT(*) FROM blobs").fetchone()[0] == blobs_before:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                break  # finished (nothing left to delete) or stuck: judged below
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, 0.1))
         finished = proc.poll() is not None
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
