@@ -11,12 +11,30 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from registry.durations import parse_duration
+
+
+def _checked_duration(value: Any) -> str:
+    parse_duration(value)
+    return str(value)
+
+
+# A duration setting (``30s``, ``24h``, a number of seconds), checked when the config
+# loads and kept as written.
+Duration = Annotated[str, BeforeValidator(_checked_duration)]
 
 ENV_PREFIX = "REGISTRY_"
 
@@ -80,13 +98,7 @@ class RedirectSettings(_Section):
     (drivers without URLs, such as the filesystem, always serve the bytes)."""
 
     disable: bool = False
-    expiry: str = "20m"
-
-    @field_validator("expiry", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> str:
-        parse_duration(value)
-        return str(value)
+    expiry: Duration = "20m"
 
     @property
     def expiry_seconds(self) -> float:
@@ -99,15 +111,9 @@ class DeleteSettings(_Section):
 
 class UploadPurgingSettings(_Section):
     enabled: bool = True
-    age: str = "168h"
-    interval: str = "24h"
+    age: Duration = "168h"
+    interval: Duration = "24h"
     dryrun: bool = False
-
-    @field_validator("age", "interval", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> str:
-        parse_duration(value)
-        return str(value)
 
     @property
     def age_seconds(self) -> float:
@@ -215,14 +221,8 @@ class TokenServerSettings(_Section):
     enabled: bool = True
     key: str
     certificate: str
-    expiration: str = "5m"
-    refreshexpiration: str = "720h"
-
-    @field_validator("expiration", "refreshexpiration", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> str:
-        parse_duration(value)
-        return str(value)
+    expiration: Duration = "5m"
+    refreshexpiration: Duration = "720h"
 
 
 class SubjectSettings(_Section):
@@ -278,16 +278,10 @@ class LdapSettings(_Section):
     groupbase: str = ""
     groupfilter: str = ""
     groupkinds: list[Literal["groupOfNames", "memberOf", "posixGroup"]] = ["groupOfNames"]
-    timeout: str = "5s"
+    timeout: Duration = "5s"
     poolsize: int = Field(default=4, ge=1, le=64)
-    refresh: str = "5m"
+    refresh: Duration = "5m"
     realm: str = "wharf"
-
-    @field_validator("timeout", "refresh", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> str:
-        parse_duration(value)
-        return str(value)
 
     @model_validator(mode="after")
     def _how_to_find_users(self) -> LdapSettings:
@@ -409,20 +403,14 @@ class _UpstreamSettings(_Section):
     remoteurl: str = ""
     username: str = ""
     password: str = ""
-    ttl: str = "1h"  # re-check a cached tag with a HEAD after this long
-    fetchlease: str = "30s"  # a blob fetch's lease; a dead fetcher's expires after this
-
-    @field_validator("ttl", "fetchlease", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> str:
-        parse_duration(value)
-        return str(value)
+    ttl: Duration = "1h"  # re-check a cached tag with a HEAD after this long
+    fetchlease: Duration = "30s"  # a blob fetch's lease; a dead fetcher's expires after this
 
 
 class ProxySettings(_UpstreamSettings):
     """``proxy`` (as in the reference registry): mirror one upstream for the whole registry."""
 
-    ttl: str = "168h"
+    ttl: Duration = "168h"
 
 
 class MirrorSettings(_UpstreamSettings):
@@ -452,9 +440,9 @@ class NotificationEndpointSettings(_Section):
     url: str
     disabled: bool = False
     headers: dict[str, list[str]] = Field(default_factory=dict)
-    timeout: str = "1s"
+    timeout: Duration = "1s"
     threshold: int = 10
-    backoff: str = "1s"
+    backoff: Duration = "1s"
     ignoredmediatypes: list[str] = Field(default_factory=list)
     ignore: NotificationIgnoreSettings = NotificationIgnoreSettings()
     mediatype: str = ""  # empty: notifications.mediatype
@@ -462,13 +450,7 @@ class NotificationEndpointSettings(_Section):
     secret: str = ""
     maxbatch: int = Field(default=100, ge=1, le=10_000)
     maxattempts: int = Field(default=0, ge=0)  # 0: no limit
-    maxage: str = "168h"  # 0: no limit
-
-    @field_validator("timeout", "backoff", "maxage", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> str:
-        parse_duration(value)
-        return str(value)
+    maxage: Duration = "168h"  # 0: no limit
 
     @field_validator("headers", mode="before")
     @classmethod
@@ -505,13 +487,7 @@ class NotificationsSettings(_Section):
     events: NotificationEventsSettings = NotificationEventsSettings()
     endpoints: list[NotificationEndpointSettings] = Field(default_factory=list)
     mediatype: str = EVENTS_V1
-    retention: str = "168h"  # how long delivered events stay listable in /api/events
-
-    @field_validator("retention", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> str:
-        parse_duration(value)
-        return str(value)
+    retention: Duration = "168h"  # how long delivered events stay listable in /api/events
 
     @model_validator(mode="after")
     def _unique_names(self) -> NotificationsSettings:
@@ -531,12 +507,12 @@ class GCSettings(_Section):
     each (a lease in the database)."""
 
     schedule: str = ""
-    grace: str = "1h"
+    grace: Duration = "1h"
     deleteuntagged: bool = False
     untaggedage: str = ""  # with deleteuntagged: keep untagged manifests younger than this
     walk: bool = True  # also look for orphan files in storage
     # a blob HEAD/GET writes its pin at most this often; keep it well below the grace
-    pinrefresh: str = "10s"
+    pinrefresh: Duration = "10s"
 
     @field_validator("untaggedage", mode="before")
     @classmethod
@@ -553,12 +529,6 @@ class GCSettings(_Section):
         from registry.gc.schedule import parse_schedule
 
         parse_schedule(str(value))
-        return str(value)
-
-    @field_validator("grace", "pinrefresh", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> str:
-        parse_duration(value)
         return str(value)
 
 
