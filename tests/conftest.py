@@ -11,8 +11,29 @@ import pytest
 
 from tests.support.postgres import PostgresCluster, find_bindir
 from tests.support.s3 import RadosGateway, missing_binaries
-from tests.support.server import WharfServer
+from tests.support.server import WharfServer, forget_stopped, started_servers
 from tests.support.slapd import Slapd
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_5xx(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test during which any registry answered a 5xx (read from its access log),
+    unless the test is marked ``expect_5xx(status, ...)`` for those statuses (a dependency
+    it takes down, a disk it fills): an unexpected 500 anywhere is a bug."""
+    offsets = {id(s): s.log_size() for s in started_servers()}
+    yield
+    marker = request.node.get_closest_marker("expect_5xx")
+    allowed = set(marker.args) if marker is not None else set()
+    errors = [
+        f"{s.host}: {line}"
+        for s in started_servers()
+        for status, line in s.server_errors(offsets.get(id(s), 0))
+        if status not in allowed and not (marker is not None and not marker.args)
+    ]
+    forget_stopped()
+    if errors:
+        shown = "\n".join(errors[:20])
+        pytest.fail(f"the registry answered {len(errors)} unexpected 5xx:\n{shown}", False)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from tests.support.oci import push_image, unique_name
 from tests.support.server import WharfServer
@@ -68,6 +69,7 @@ def test_access_log_explains_requests(client: httpx.Client, wharf: WharfServer) 
     assert entry["duration_ms"] >= 0
 
 
+@pytest.mark.expect_5xx(503)  # the database is down: 503 is the answer
 def test_broken_database_gives_503_not_a_crash(make_wharf: Callable[..., WharfServer]) -> None:
     server = make_wharf({"http": {"workers": 1}})
     with server.client() as c:

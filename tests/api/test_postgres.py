@@ -164,6 +164,7 @@ async def test_racing_pushes_and_deletes_in_one_process(postgres: PostgresCluste
         await db.close()
 
 
+@pytest.mark.expect_5xx(503)  # PostgreSQL is down for a while: 503 UNAVAILABLE meanwhile
 def test_nodes_recover_when_postgres_restarts(
     make_wharf: Callable[..., WharfServer], postgres: PostgresCluster
 ) -> None:

@@ -133,8 +133,11 @@ class Receiver:
         self.mode_file.write_text(mode)
 
     def records(self) -> list[dict[str, Any]]:
-        lines = self.out.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        """Every request recorded so far (a line the receiver is still writing, with no
+        newline yet, is left for the next read)."""
+        text = self.out.read_text()
+        complete = text[: text.rfind("\n") + 1]
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
     def events(self) -> list[dict[str, Any]]:
         """The events of every request answered with 200, in arrival order."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +15,22 @@ from typing import Any
 
 import httpx
 import yaml
+
+# every server started in this test session, so a fixture can read what each answered
+_started: dict[int, WharfServer] = {}
+_FIVE_XX = re.compile(rb'"status":(5\d\d)\b')
+
+
+def started_servers() -> list[WharfServer]:
+    """The registries started (and not yet forgotten) in this session."""
+    return list(_started.values())
+
+
+def forget_stopped() -> None:
+    """Stop tracking servers that are stopped (a restart tracks them again)."""
+    for key, server in list(_started.items()):
+        if server.proc is None:
+            del _started[key]
 
 
 def free_port() -> int:
@@ -36,17 +53,24 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 class WharfServer:
     """One registry process on its own port and data directory."""
 
+    config_option: tuple[str, ...] = ()  # ("--config",): `wharf serve --config FILE`
+
     def __init__(self, workdir: Path, config: dict[str, Any] | None = None) -> None:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        self.debug_port = free_port()
         self.root = workdir / "data"
         self.config_path = workdir / "config.yml"
         self.log_path = workdir / "wharf.log"
         cfg: dict[str, Any] = {
             "version": "0.1",
             "log": {"level": "info"},
-            "http": {"addr": f"127.0.0.1:{self.port}"},
+            # metrics without credentials on a second address (``http.debug.addr``)
+            "http": {
+                "addr": f"127.0.0.1:{self.port}",
+                "debug": {"addr": f"127.0.0.1:{self.debug_port}"},
+            },
             "storage": {"filesystem": {"rootdirectory": str(self.root)}},
         }
         self.config = _merge(cfg, config or {})
@@ -60,15 +84,28 @@ class WharfServer:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def metrics_url(self) -> str:
+        """Where the metrics are served without credentials (the debug address)."""
+        return f"http://127.0.0.1:{self.debug_port}/metrics"
+
+    @property
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://{self.host}"
 
     def start(self, timeout: float = 120) -> WharfServer:
+        _started[id(self)] = self
         self.config_path.write_text(yaml.safe_dump(self.config))
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "registry.cli", "serve", str(self.config_path)],
+                [
+                    sys.executable,
+                    "-m",
+                    "registry.cli",
+                    "serve",
+                    *self.config_option,
+                    str(self.config_path),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -111,6 +148,25 @@ class WharfServer:
     def restart(self) -> WharfServer:
         self.stop()
         return self.start()
+
+    def log_size(self) -> int:
+        """How many bytes the log holds now (an offset for :meth:`server_errors`)."""
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def server_errors(self, offset: int = 0) -> list[tuple[int, str]]:
+        """(status, line) of each access-log line after byte ``offset`` of the log whose
+        status is 5xx."""
+        if not self.log_path.exists():
+            return []
+        with self.log_path.open("rb") as f:
+            f.seek(offset)
+            lines = f.read().splitlines()
+        found = []
+        for line in lines:
+            m = _FIVE_XX.search(line)
+            if m:
+                found.append((int(m.group(1)), line.decode(errors="replace")))
+        return found
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
