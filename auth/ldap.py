@@ -17,7 +17,11 @@ loop) and caches, per process:
 
 - verified credentials (an HMAC of name and password under a per-process secret, never
   the password itself) for ``refresh`` seconds: a Basic-auth request does not bind every
-  time, and a changed password or a removed account takes effect within ``refresh``;
+  time, and a changed password or a removed account takes effect within ``refresh``.
+  :meth:`LdapAuthenticator.cached` answers from there without LDAP, ahead of the login
+  throttle (:mod:`auth.throttle`); a credential whose entry expired is still known to
+  have verified once (:meth:`LdapAuthenticator.seen_before`): it is bound again, but is
+  not held to the throttle's per-user bound (a guesser cannot produce it);
 - each user's groups, read again for the users seen lately by a background task every
   ``refresh`` seconds (:meth:`LdapAuthenticator.run_refresher`), so a user removed from a
   group loses that group's access within ``refresh`` even while they keep logging in
@@ -409,19 +413,36 @@ class LdapAuthenticator:
             self._secret, b"\0".join([user.encode(), password.encode()]), hashlib.sha256
         ).digest()
 
+    def cached(self, user: str, password: str) -> LdapUser | None:
+        """The user, if this credential verified within ``refresh`` (no LDAP call: cheap
+        enough for the event loop); None means "check it", not "wrong"."""
+        if not password or not valid_name(user):
+            return None
+        now = self.clock()
+        verified = self._verified.get(self._key(user, password))
+        if verified is None or verified[1] <= now:
+            return None
+        known = self._known.get(verified[0])
+        if known is None:
+            return None
+        known.seen = now
+        self._known.move_to_end(verified[0])
+        return LdapUser(verified[0], known.dn, known.groups)
+
+    def seen_before(self, user: str, password: str) -> bool:
+        """Whether this credential verified once, even if that is older than ``refresh``
+        (it is then checked again, but :mod:`auth.throttle` need not hold it to the
+        user's bound: a guesser cannot produce it)."""
+        return bool(password) and self._key(user, password) in self._verified
+
     async def authenticate(self, user: str, password: str) -> LdapUser | None:
         """The user with its groups, or None; raises :class:`LdapUnavailable`."""
         if not password or not valid_name(user):
             return None
-        now = self.clock()
+        found_cached = self.cached(user, password)
+        if found_cached is not None:
+            return found_cached
         key = self._key(user, password)
-        verified = self._verified.get(key)
-        if verified is not None and verified[1] > now:
-            known = self._known.get(verified[0])
-            if known is not None:
-                known.seen = now
-                self._known.move_to_end(verified[0])
-                return LdapUser(verified[0], known.dn, known.groups)
         loop = asyncio.get_running_loop()
         found = await loop.run_in_executor(
             self._executor, self.directory.authenticate, user, password

@@ -2,18 +2,33 @@
 
 A name starting with ``robot$`` is only ever a robot account (checked in the database);
 a name in the htpasswd file is checked there (a person there is not looked up in LDAP
-too, unless the password is wrong); any other name goes to LDAP. Every attempt is
-slowed by the recent failures of the user and of the address (:class:`LoginThrottle`),
-counted by source and result, and timed; failures are logged without the password.
+too, unless the password is wrong); any other name goes to LDAP. Every check is counted
+by source and result, and timed; failures are logged without the password.
+
+Against guessing (:mod:`auth.throttle`), in this order:
+
+1. A credential cached as verified (htpasswd, LDAP within ``refresh``) is answered at
+   once: no throttle, no slot, no wait, however many guesses are made for its user.
+2. Identical credentials being checked at the same moment share one check (a CI fleet
+   logging in with one account after a restart takes one slot, not one each).
+3. Any other attempt needs a slot of its address and of its user, or is refused at once
+   with :class:`~auth.throttle.TooManyAttempts` (HTTP 429), before its password is checked. Robot
+   accounts and LDAP credentials that verified before are not held to the user's bound.
+4. The password is checked first: a success is answered at once; a failure is counted
+   and its answer waits the throttle's delay, keeping its slots meanwhile, which is
+   what bounds the guessing rate of parallel connections.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from auth.htpasswd import Htpasswd
 from auth.ldap import LdapAuthenticator, LdapUnavailable
@@ -27,6 +42,7 @@ ROBOT_PREFIX = "robot$"
 RobotCheck = Callable[[str, str], Awaitable[Iterable[str] | None]]
 # (source, result, seconds): result is "success", "failure" or "error"
 LoginObserver = Callable[[str, str, float], None]
+Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,11 @@ class Logins:
     ldap: LdapAuthenticator | None = None
     robots: RobotCheck | None = None  # set once the database is open
     observe: LoginObserver | None = None
+    sleep: Sleep = asyncio.sleep  # how a failure's answer waits (the tests' fake clock)
+    _secret: bytes = field(init=False, repr=False, default_factory=lambda: secrets.token_bytes(32))
+    _pending: dict[bytes, asyncio.Task[Login | None]] = field(
+        init=False, repr=False, default_factory=dict
+    )
 
     def source_of(self, user: str) -> str:
         """Which source a name belongs to (before its password is checked)."""
@@ -57,31 +78,74 @@ class Logins:
         return "ldap" if self.ldap is not None else "htpasswd"
 
     async def login(self, user: str, password: str, address: str) -> Login | None:
-        """The login, or None (counted as a failure, logged without the password)."""
-        wait = self.throttle.delay(user, address)
-        if wait:
-            await asyncio.sleep(wait)
+        """The login, or None (counted as a failure, logged without the password, answered
+        after the throttle's delay). Raises :class:`~auth.throttle.TooManyAttempts` when
+        the user or the address has too many checks in flight (see the module docstring)."""
         source = self.source_of(user)
         started = time.perf_counter()
-        result = "failure"
-        found: Login | None = None
-        try:
-            found = await self._check(source, user, password)
-            result = "success" if found is not None else "failure"
-        except LdapUnavailable as e:
-            result = "error"
-            log.error("LDAP unavailable, login of %r refused: %s", user[:100], e)
-        finally:
-            if self.observe is not None:
-                self.observe(source, result, time.perf_counter() - started)
+        found = self._cached(source, user, password)
         if found is not None:
-            self.throttle.succeeded(user, address)
+            self._observe(source, "success", started)
             return found
-        count = self.throttle.failed(user, address)
-        log.warning(
-            "failed login for user %r from %s (%d recent failures)", user[:100], address, count
-        )
+        name = user.encode()
+        parts = len(name).to_bytes(4) + name + password.encode()
+        digest = hmac.new(self._secret, parts, hashlib.sha256).digest()
+        task = self._pending.get(digest)
+        if task is None:
+            task = asyncio.create_task(self._attempt(source, user, password, address))
+            self._pending[digest] = task
+            task.add_done_callback(lambda t: self._done(digest, t))
+        # shielded: a client that hangs up does not cancel a check others wait for
+        return await asyncio.shield(task)
+
+    def _done(self, digest: bytes, task: asyncio.Task[Login | None]) -> None:
+        self._pending.pop(digest, None)
+        if not task.cancelled():
+            task.exception()  # retrieved, even if every waiter hung up
+
+    def _cached(self, source: str, user: str, password: str) -> Login | None:
+        """A login from the sources' caches of verified credentials (no bcrypt, no LDAP)."""
+        if source == "robot":
+            return None
+        if source == "htpasswd" and self.htpasswd and self.htpasswd.cached(user, password):
+            return Login(self.policy.identity(user), "htpasswd")
+        if self.ldap is not None:
+            found = self.ldap.cached(user, password)
+            if found is not None:
+                return Login(self.policy.identity(found.name, found.groups), "ldap")
         return None
+
+    async def _attempt(self, source: str, user: str, password: str, address: str) -> Login | None:
+        """Check the password in a slot of the throttle; a failure's answer waits."""
+        trusted = source == "robot" or (
+            self.ldap is not None and self.ldap.seen_before(user, password)
+        )
+        with self.throttle.attempt(user, address, user_bound=not trusted):
+            started = time.perf_counter()
+            result = "failure"
+            found: Login | None = None
+            try:
+                found = await self._check(source, user, password)
+                result = "success" if found is not None else "failure"
+            except LdapUnavailable as e:
+                result = "error"
+                log.error("LDAP unavailable, login of %r refused: %s", user[:100], e)
+            finally:
+                self._observe(source, result, started)
+            if found is not None:
+                return found
+            wait = self.throttle.delay(user, address)
+            count = self.throttle.failed(user, address)
+            log.warning(
+                "failed login for user %r from %s (%d recent failures)", user[:100], address, count
+            )
+            if wait:
+                await self.sleep(wait)
+            return None
+
+    def _observe(self, source: str, result: str, started: float) -> None:
+        if self.observe is not None:
+            self.observe(source, result, time.perf_counter() - started)
 
     async def _check(self, source: str, user: str, password: str) -> Login | None:
         if source == "robot":

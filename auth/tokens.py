@@ -155,6 +155,8 @@ class TokenVerifier:
 
     def verify(self, token: str) -> VerifiedToken:
         """The token's subject and access, or :class:`InvalidToken`."""
+        if not token.isascii():
+            raise InvalidToken("malformed token: not ASCII")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as e:

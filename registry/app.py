@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from registry.api.access import CALLER_KEY, OPEN
 from registry.api.context import Services
 from registry.api.robots import start_auth
 from registry.api.router import DistributionAPI
@@ -23,7 +24,13 @@ from registry.meta.db import Database
 from registry.meta.migrate import ensure_schema
 from registry.meta.store import MetadataStore
 from registry.metrics import Metrics
-from registry.middleware.auth import AuthMiddleware, build_auth
+from registry.middleware.auth import (
+    DISTRIBUTION,
+    METRICS,
+    MOUNTED,
+    AuthMiddleware,
+    build_auth,
+)
 from registry.middleware.errors import ErrorMiddleware
 from registry.middleware.observe import ObserveMiddleware
 from registry.search.wiring import start_search
@@ -122,7 +129,7 @@ class Wharf:
         )
         inner: ASGIApp = self._dispatch
         if self._auth is not None:
-            inner = AuthMiddleware(inner, self._auth.gate, self._match)
+            inner = AuthMiddleware(inner, self._auth.gate, self._match, self.classify)
         self._handler = ObserveMiddleware(
             ErrorMiddleware(inner),
             self.metrics,
@@ -204,18 +211,36 @@ class Wharf:
         found = self._api.match(path) if self._api is not None else None
         return (found[0].label, found[1]) if found else None
 
+    def classify(self, path: str) -> str:
+        """What serves ``path`` (the decoded path, as uvicorn gives it): the one answer
+        both the dispatcher and the auth middleware act on."""
+        if self._token is not None and path == self._token.path:
+            return "token"
+        if path.startswith("/v2"):
+            return DISTRIBUTION
+        if self._mounted(path) is not None:
+            return MOUNTED
+        if path == "/metrics":
+            return METRICS
+        if path in ("/healthz", "/debug/health"):
+            return "health"
+        return "none"
+
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
-        if self._token is not None and path == self._token.path:
+        kind = self.classify(path)
+        if self._auth is None:
+            scope[CALLER_KEY] = OPEN  # no auth configured: everyone may do everything
+        if kind == "token" and self._token is not None:
             await self._token(scope, receive, send)
-        elif path.startswith("/v2") and self._api is not None:
+        elif kind == DISTRIBUTION and self._api is not None:
             await self._api(scope, receive, send)
-        elif (mounted := self._mounted(path)) is not None:
+        elif kind == MOUNTED and (mounted := self._mounted(path)) is not None:
             await mounted(scope, receive, send)
-        elif path == "/metrics":
+        elif kind == METRICS:
             scope["wharf.route"] = "metrics"
             await _plain(send, 200, self.metrics.render(), self.metrics.content_type)
-        elif path in ("/healthz", "/debug/health"):
+        elif kind == "health":
             scope["wharf.route"] = "health"
             await self._health(send)
         else:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from registry.config import ConfigError, Settings, load_settings
 from registry.events.cli import add_commands as events_commands
@@ -27,6 +32,51 @@ from registry.search.reindex import add_commands as search_commands
 from replicator.cli import add_commands as replicator_commands
 
 
+class _ConfigPath(argparse.Action):
+    """Stores the config file given as ``FILE``, ``-c FILE`` or ``--config FILE`` in
+    ``config``; two different files are an error."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if values is None:  # the optional positional, not given
+            return
+        given = getattr(namespace, self.dest, None)
+        if given is not None and os.path.abspath(given) != os.path.abspath(values):
+            parser.error(f"two config files given: {given} and {values}")
+        setattr(namespace, self.dest, values)
+
+
+def add_config_arguments(command: argparse.ArgumentParser, *, positional: bool = True) -> None:
+    """The config file arguments of a ``wharf`` command: ``-c/--config FILE`` and, with
+    ``positional``, a bare ``FILE`` too (``wharf serve FILE``); ``args.config`` is the file
+    or None. Commands with positional arguments of their own pass ``positional=False``."""
+    if positional:
+        command.add_argument(
+            "config",
+            nargs="?",
+            action=_ConfigPath,
+            metavar="CONFIG",
+            help="YAML config file, reference registry format (or -c/--config CONFIG)",
+        )
+        command.add_argument(
+            "-c", "--config", action=_ConfigPath, metavar="CONFIG", help="YAML config file"
+        )
+    else:
+        command.add_argument(
+            "-c",
+            "--config",
+            action=_ConfigPath,
+            metavar="CONFIG",
+            help="YAML config file (only as -c/--config here: the positional arguments are "
+            "the command's own)",
+        )
+
+
 def _settings(path: str | None) -> Settings:
     try:
         return load_settings(path)
@@ -39,6 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from registry.app import CONFIG_ENV, check_auth, create_app, make_driver
+    from registry.httplimits import ConnectionLimits, protocol_class, raise_file_limit
 
     settings = _settings(args.config)
     configure_logging(settings.log)
@@ -55,6 +106,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     host, port = settings.http.bind
     tls = settings.http.tls
+    limits = ConnectionLimits.from_settings(settings.http)
+    raise_file_limit(limits)
     common: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -62,7 +115,10 @@ def _serve(args: argparse.Namespace) -> int:
         "log_config": None,
         "proxy_headers": True,
         "server_header": False,
-        "timeout_keep_alive": 75,
+        # header and body-idle timeouts, the per-worker connection cap (registry/httplimits.py)
+        "http": protocol_class(limits),
+        "ws": "none",  # no WebSocket routes: an Upgrade is not taken up
+        "timeout_keep_alive": math.ceil(settings.http.timeouts.keepalive_seconds),
         # a worker importing the app slowly (a loaded machine) is not killed and respawned
         "timeout_worker_healthcheck": 60,
         "ssl_certfile": tls.certificate or None,
@@ -75,10 +131,34 @@ def _serve(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="wharf-metrics-") as metrics_dir:
             # Every worker writes its metrics here; /metrics on any worker adds them up.
             os.environ[MULTIPROC_ENV] = metrics_dir
-            uvicorn.run("registry.app:create_app", factory=True, workers=workers, **common)
+            with _debug_listener(settings, None):
+                uvicorn.run("registry.app:create_app", factory=True, workers=workers, **common)
     else:
-        uvicorn.run(create_app(settings), **common)
+        app = create_app(settings)
+        with _debug_listener(settings, app.metrics.registry):
+            uvicorn.run(app, **common)
     return 0
+
+
+@contextlib.contextmanager
+def _debug_listener(settings: Settings, registry: CollectorRegistry | None) -> Iterator[None]:
+    """``http.debug.addr`` while the server runs: ``registry``'s metrics, or (None) every
+    worker's, added up from the multiprocess directory."""
+    if not settings.http.debug.addr:
+        yield
+        return
+    from prometheus_client import multiprocess
+
+    from registry.debug import DebugServer
+
+    if registry is None:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    server = DebugServer(settings.http.debug, registry)
+    try:
+        yield
+    finally:
+        server.close()
 
 
 def _db(args: argparse.Namespace) -> int:
@@ -153,14 +233,14 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wharf", description="Wharf, an OCI container image registry.")
     sub = p.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the registry (HTTP API on http.addr)")
-    serve.add_argument("config", nargs="?", help="YAML config file (reference registry format)")
+    add_config_arguments(serve)
     serve.set_defaults(func=_serve)
     db = sub.add_parser("db", help="database schema")
     db.add_argument("db_command", choices=["upgrade", "current"])
-    db.add_argument("-c", "--config", help="YAML config file")
+    add_config_arguments(db)
     db.set_defaults(func=_db)
     cfg = sub.add_parser("config", help="print the effective configuration")
-    cfg.add_argument("config", nargs="?", help="YAML config file")
+    add_config_arguments(cfg)
     cfg.set_defaults(func=_config)
     auth = sub.add_parser("auth", help="token service keys")
     auth_sub = auth.add_subparsers(dest="auth_command", required=True)
@@ -175,7 +255,7 @@ def parser() -> argparse.ArgumentParser:
     explain = policy_sub.add_parser("explain", help="what USER may do in REPOSITORY, and why")
     explain.add_argument("user", help="user name ('anonymous' for callers without one)")
     explain.add_argument("repository")
-    explain.add_argument("-c", "--config", help="YAML config file")
+    add_config_arguments(explain, positional=False)
     explain.set_defaults(func=_explain)
     replicator_commands(sub)  # wharf replicate (#6)
     search_commands(sub)  # wharf search reindex (#8)

@@ -124,8 +124,19 @@ class UploadPurgingSettings(_Section):
         return max(parse_duration(self.interval), 1.0)
 
 
+class UploadLimitsSettings(_Section):
+    """``storage.maintenance.uploadlimits`` (Wharf's own): upload sessions open at once
+    (POSTs without a digest, not yet finished, cancelled or purged) per repository and
+    per caller (user, or client address when anonymous); past one a POST gets 429. 0: no
+    cap."""
+
+    perrepository: int = Field(default=1000, ge=0)
+    percaller: int = Field(default=100, ge=0)
+
+
 class MaintenanceSettings(_Section):
     uploadpurging: UploadPurgingSettings = UploadPurgingSettings()
+    uploadlimits: UploadLimitsSettings = UploadLimitsSettings()
     readonly: dict[str, bool] = Field(default_factory=lambda: {"enabled": False})
 
 
@@ -158,12 +169,64 @@ class TLSSettings(_Section):
     key: str = ""
 
 
+def host_port(addr: str, key: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:5000``, ``:5000`` for every address) as (host, port)."""
+    host, _, port = addr.rpartition(":")
+    try:
+        return (host.strip("[]") or "0.0.0.0", int(port))
+    except ValueError:
+        raise ConfigError(f"{key} must be host:port, got {addr!r}") from None
+
+
+class DebugPrometheusSettings(_Section):
+    enabled: bool = True
+    path: str = "/metrics"
+
+
+class DebugSettings(_Section):
+    """``http.debug``: as the reference registry, a second address (keep it private)
+    serving the Prometheus metrics without credentials."""
+
+    addr: str = ""  # "": no debug listener
+    prometheus: DebugPrometheusSettings = DebugPrometheusSettings()
+
+    @property
+    def bind(self) -> tuple[str, int] | None:
+        return host_port(self.addr, "http.debug.addr") if self.addr else None
+
+
+class HTTPTimeoutSettings(_Section):
+    """``http.timeouts`` (Wharf's; registry/httplimits.py): how long a client may hold a
+    connection without progress. ``0s`` turns one off (keep-alive ``0s``: close after each
+    response)."""
+
+    header: Duration = "30s"  # from a request's first byte (or the connect) to its last header
+    idle: Duration = "60s"  # longest gap in a request body, or in a client taking a response
+    keepalive: Duration = "75s"  # an idle connection between requests
+
+    @property
+    def header_seconds(self) -> float:
+        return max(parse_duration(self.header), 0.0)
+
+    @property
+    def idle_seconds(self) -> float:
+        return max(parse_duration(self.idle), 0.0)
+
+    @property
+    def keepalive_seconds(self) -> float:
+        return max(parse_duration(self.keepalive), 0.0)
+
+
 class HTTPSettings(_Section):
     addr: str = "127.0.0.1:5000"
     host: str = ""
     prefix: str = ""
     tls: TLSSettings = TLSSettings()
+    debug: DebugSettings = DebugSettings()
     workers: int = 0  # 0: one per CPU, at most 4
+    timeouts: HTTPTimeoutSettings = HTTPTimeoutSettings()
+    # open connections per worker; requests beyond get 429 TOOMANYREQUESTS (0: no cap)
+    maxconnections: int = Field(default=1000, ge=0)
 
     @property
     def worker_count(self) -> int:
@@ -176,11 +239,7 @@ class HTTPSettings(_Section):
 
     @property
     def bind(self) -> tuple[str, int]:
-        host, _, port = self.addr.rpartition(":")
-        try:
-            return (host.strip("[]") or "0.0.0.0", int(port))
-        except ValueError:
-            raise ConfigError(f"http.addr must be host:port, got {self.addr!r}") from None
+        return host_port(self.addr, "http.addr")
 
 
 class DatabaseSettings(_Section):
@@ -309,6 +368,37 @@ class LdapSettings(_Section):
         return max(parse_duration(self.refresh), 1.0)
 
 
+class ThrottleInFlightSettings(_Section):
+    """``auth.throttle.maxinflight``: password checks in flight at once, per worker."""
+
+    user: int = Field(default=4, ge=1)
+    address: int = Field(default=8, ge=1)
+
+
+class ThrottleSettings(_Section):
+    """``auth.throttle`` (Wharf's own): after ``free`` failures within ``window``, a
+    failure's answer waits ``base``, doubling per failure up to ``cap``; an attempt
+    beyond ``maxinflight`` is refused with 429 (see ``auth/throttle.py``)."""
+
+    free: int = Field(default=3, ge=0)
+    base: Duration = "250ms"
+    cap: Duration = "4s"
+    window: Duration = "15m"
+    maxinflight: ThrottleInFlightSettings = ThrottleInFlightSettings()
+
+    @property
+    def base_seconds(self) -> float:
+        return max(parse_duration(self.base), 0.0)
+
+    @property
+    def cap_seconds(self) -> float:
+        return max(parse_duration(self.cap), 0.0)
+
+    @property
+    def window_seconds(self) -> float:
+        return max(parse_duration(self.window), 0.0)
+
+
 class AuthSettings(BaseModel):
     """``auth``: none (the default, open), ``htpasswd`` (Basic) or ``token`` (Bearer)."""
 
@@ -320,6 +410,7 @@ class AuthSettings(BaseModel):
     tokenserver: TokenServerSettings | None = None
     policy: PolicySettings | None = None
     ldap: LdapSettings | None = None
+    throttle: ThrottleSettings = ThrottleSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> AuthSettings:

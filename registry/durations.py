@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
@@ -18,6 +19,8 @@ def parse_duration(text: str | int | float) -> float:
     value = text.strip()
     if not value:
         raise ValueError("empty duration")
+    if _NUMBER.fullmatch(value):  # a bare number, as YAML's 0 or 30 read as text
+        return float(value)
     pos, total = 0, 0.0
     while pos < len(value):
         m = _PART.match(value, pos)

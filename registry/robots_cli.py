@@ -70,6 +70,8 @@ def _robot(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Add ``robot create|list|revoke`` to the ``wharf`` command."""
+    from registry.cli import add_config_arguments
+
     robot = sub.add_parser("robot", help="robot (CI) accounts: create, list, revoke")
     robot_sub = robot.add_subparsers(dest="robot_command", required=True)
     create = robot_sub.add_parser("create", help="create a robot; prints its secret once")
@@ -82,7 +84,9 @@ def add_commands(sub: Any) -> None:
     listing = robot_sub.add_parser("list", help="the robots (never their secrets)")
     revoke = robot_sub.add_parser("revoke", help="delete a robot: its secret stops working")
     revoke.add_argument("name")
+    add_config_arguments(listing)
+    for p in (create, revoke):  # their positional argument is the robot's name
+        add_config_arguments(p, positional=False)
     for p in (create, listing, revoke):
-        p.add_argument("-c", "--config", help="YAML config file")
         p.add_argument("--json", action="store_true", help="print JSON")
         p.set_defaults(func=_robot)

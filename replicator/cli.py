@@ -95,8 +95,10 @@ def _command(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Add ``replicate`` to the ``wharf`` command."""
+    from registry.cli import add_config_arguments
+
     p = sub.add_parser("replicate", help="run a replication rule now (progress on stderr)")
     p.add_argument("rule", help="the rule's name (in the config, or added through the API)")
-    p.add_argument("-c", "--config", help="YAML config file")
+    add_config_arguments(p, positional=False)  # the positional argument is the rule
     p.add_argument("--no-record", action="store_true", help="do not record the run in the database")
     p.set_defaults(func=_command)

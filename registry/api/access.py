@@ -1,8 +1,9 @@
 """Access checks for Wharf's own API and pages (``/api/``, ``/ui/``).
 
 The auth middleware leaves the caller in ``scope["wharf.caller"]``. Without any ``auth``
-configured there is no middleware and no caller: the registry is open, and every caller
-may do everything, as on ``/v2/``.
+configured the app leaves :data:`OPEN` there instead: the registry is open, and every
+caller may do everything, as on ``/v2/``. A request that carries no caller at all was
+never identified: it is refused (anonymous, may nothing), never taken for an open registry.
 """
 
 from __future__ import annotations
@@ -15,15 +16,24 @@ from registry.middleware.auth import Caller
 CALLER_KEY = "wharf.caller"
 
 
+def _anything(*_args: str) -> bool:
+    return True
+
+
+# The caller of every request when no ``auth`` is configured (an open registry).
+OPEN = Caller(None, _anything, True, _anything, admin=True)
+
+
 def caller_of(scope: Scope) -> Caller | None:
-    """The identified caller; None on an open registry (no ``auth`` configured)."""
+    """The identified caller (:data:`OPEN` on an open registry); None if the request was
+    never identified, which is treated as an anonymous caller who may do nothing."""
     found = scope.get(CALLER_KEY)
     return found if isinstance(found, Caller) else None
 
 
 def is_open(scope: Scope) -> bool:
     """True when no auth is configured (then everyone may do everything)."""
-    return CALLER_KEY not in scope
+    return scope.get(CALLER_KEY) is OPEN
 
 
 def may(scope: Scope, repository: str, action: str) -> bool:

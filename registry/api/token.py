@@ -22,13 +22,19 @@ from auth.htpasswd import Htpasswd
 from auth.keys import KeyFileError, SigningKey
 from auth.policy import Identity, Policy
 from auth.scopes import ResourceScope
-from auth.throttle import LoginThrottle
+from auth.throttle import LoginThrottle, TooManyAttempts
 from auth.tokens import InvalidToken, TokenIssuer
 from registry.api.http import json_response
 from registry.config import AuthSettings, ConfigError
 from registry.durations import parse_duration
-from registry.errors import RegistryError, Unauthorized, Unsupported
-from registry.middleware.auth import AuthSetup, decode_basic, realm_path
+from registry.errors import RegistryError, TooManyRequests, Unauthorized, Unsupported
+from registry.middleware.auth import (
+    ANONYMOUS,
+    AuthSetup,
+    decode_basic,
+    parse_authorization,
+    realm_path,
+)
 
 log = logging.getLogger("wharf.auth")
 MAX_FORM = 64 * 1024
@@ -94,7 +100,10 @@ class TokenEndpoint:
     async def _login(self, user: str, password: str, scope: Scope) -> Identity:
         address = str((scope.get("client") or ("", 0))[0])
         assert self.setup is not None
-        found = await self.setup.login(user, password, address)
+        try:
+            found = await self.setup.login(user, password, address)
+        except TooManyAttempts as e:  # refused before the password was checked
+            raise TooManyRequests(str(e), headers=e.headers) from None
         if found is None:
             raise Unauthorized("invalid username or password", headers=self.challenge)
         scope["wharf.user"] = found.identity.name
@@ -110,13 +119,15 @@ class TokenEndpoint:
         params = request.query_params
         self._check_service(params.get("service"))
         who: Identity | None = None
-        auth = request.headers.get("authorization", "")
-        kind, _, credentials = auth.partition(" ")
-        if kind.lower() == "basic":
-            creds = decode_basic(credentials.strip())
+        kind, credentials = parse_authorization(
+            request.headers.get("authorization", ""), self.challenge
+        )
+        if kind == "basic":
+            creds = decode_basic(credentials)
             if creds is None:
                 raise Unauthorized("malformed Basic credentials", headers=self.challenge)
-            who = await self._login(*creds, request.scope)
+            if creds != ANONYMOUS:
+                who = await self._login(*creds, request.scope)
         asked = sc.parse_scopes(params.getlist("scope"))
         offline = params.get("offline_token", "").lower() == "true"
         offline = offline and request.scope.get("wharf.login_source") == "htpasswd"

@@ -157,6 +157,8 @@ def _whole(low: int) -> Any:
 
 def add_commands(sub: Any) -> None:
     """Add ``wharf events status|dead|requeue`` to the command line."""
+    from registry.cli import add_config_arguments
+
     events = sub.add_parser("events", help="notification delivery: status, dead events, requeue")
     events_sub = events.add_subparsers(dest="events_command", required=True)
     status = events_sub.add_parser("status", help="each endpoint's queue, health and last error")
@@ -170,8 +172,10 @@ def add_commands(sub: Any) -> None:
     requeue.add_argument("ids", nargs="*", type=_whole(1), metavar="ID", help="dead event ids")
     requeue.add_argument("--all", action="store_true", help="every dead event (of --endpoint)")
     requeue.add_argument("--endpoint", help="only this endpoint's (its name)")
+    for p in (status, dead):
+        add_config_arguments(p)
+    add_config_arguments(requeue, positional=False)  # its positionals are event ids
     for p in (status, dead, requeue):
-        p.add_argument("-c", "--config", help="YAML config file")
         p.set_defaults(func=_events)
     for p in (status, dead):
         p.add_argument("--json", action="store_true", help="print JSON (as /api/events gives)")

@@ -132,10 +132,12 @@ def _gc(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Add ``wharf gc`` to the command line."""
+    from registry.cli import add_config_arguments
+
     gc = sub.add_parser(
         "gc", help="garbage collection: delete what no tag reaches (safe while serving)"
     )
-    gc.add_argument("-c", "--config", help="YAML config file")
+    add_config_arguments(gc)
     gc.add_argument("--dry-run", action="store_true", help="report what would go, delete nothing")
     gc.add_argument(
         "--delete-untagged", action="store_true", help="also delete manifests no tag reaches"

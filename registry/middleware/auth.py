@@ -33,10 +33,10 @@ from auth.ldap import LdapAuthenticator, LdapDirectory, LdapOptions
 from auth.logins import Login, LoginObserver, Logins, RobotCheck
 from auth.policy import Identity, Policy, Rule, Subjects
 from auth.scopes import ResourceScope
-from auth.throttle import LoginThrottle
+from auth.throttle import LoginThrottle, TooManyAttempts
 from auth.tokens import InvalidToken, TokenVerifier
 from registry.config import AuthSettings, ConfigError, LdapSettings, PolicySettings
-from registry.errors import Denied, Unauthorized
+from registry.errors import Denied, TooManyRequests, Unauthorized
 from registry.request_context import current_request
 
 log = logging.getLogger("wharf.auth")
@@ -69,16 +69,28 @@ class Caller:
 
 
 class Gate(Protocol):
+    # the challenge for Wharf's own API and /metrics (Basic credentials are taken there)
+    api_challenge: dict[str, str]
+
     async def admit(self, scope: Scope, label: str, needed: list[ResourceScope]) -> Caller:
         """The caller, or raise :class:`Unauthorized` / :class:`Denied`."""
         ...
 
 
-def _authorization(scope: Scope) -> tuple[str, str] | None:
+def parse_authorization(value: str, challenge: dict[str, str]) -> tuple[str, str]:
+    """(scheme in lower case, credentials) of an ``Authorization`` header (decoded as
+    latin-1); :class:`Unauthorized` with ``challenge`` if it holds bytes beyond ASCII,
+    which no scheme allows."""
+    if not value.isascii():
+        raise Unauthorized("malformed Authorization header", headers=challenge)
+    kind, _, credentials = value.strip().partition(" ")
+    return kind.lower(), credentials.strip()
+
+
+def _authorization(scope: Scope, challenge: dict[str, str]) -> tuple[str, str] | None:
     for key, value in scope.get("headers", []):
         if key == b"authorization":
-            kind, _, credentials = value.decode("latin-1").strip().partition(" ")
-            return kind.lower(), credentials.strip()
+            return parse_authorization(value.decode("latin-1"), challenge)
     return None
 
 
@@ -86,14 +98,22 @@ def _scope_text(needed: list[ResourceScope]) -> str:
     return " ".join(str(s) for s in needed)
 
 
+ANONYMOUS = ("", "")  # empty Basic credentials (``Basic Og==``, skopeo --no-creds)
+
+
 def decode_basic(credentials: str) -> tuple[str, str] | None:
-    """(user, password) of a Basic credential; None if malformed."""
+    """(user, password) of a Basic credential; :data:`ANONYMOUS` for empty ones (``:``);
+    None if malformed (not ASCII base64, not UTF-8, no colon, a password without a user)."""
+    if not credentials.isascii():
+        return None
     try:
         text = base64.b64decode(credentials, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
         return None
     user, sep, password = text.partition(":")
-    return (user, password) if sep and user else None
+    if not sep or (not user and password):
+        return None
+    return user, password
 
 
 def _client(scope: Scope) -> str:
@@ -106,13 +126,18 @@ async def identify_basic(
 ) -> Identity | None:
     """The caller named by Basic credentials (any source: htpasswd, LDAP, robot); None
     without credentials; :class:`Unauthorized` with ``challenge`` for bad ones."""
-    auth = _authorization(scope)
+    auth = _authorization(scope, challenge)
     if auth is None or auth[0] != "basic":
         return None
     creds = decode_basic(auth[1])
     if creds is None:
         raise Unauthorized("malformed Basic credentials", headers=challenge)
-    found = await logins.login(*creds, _client(scope))
+    if creds == ANONYMOUS:
+        return None
+    try:
+        found = await logins.login(*creds, _client(scope))
+    except TooManyAttempts as e:  # refused before the password was checked
+        raise TooManyRequests(str(e), headers=e.headers) from None
     if found is None:
         raise Unauthorized("invalid username or password", headers=challenge)
     return found.identity
@@ -139,6 +164,7 @@ class BasicGate:
         self.logins = logins
         self.policy = policy
         self.challenge = {"WWW-Authenticate": f'Basic realm="{realm}"'}
+        self.api_challenge = self.challenge
 
     async def identify(self, scope: Scope) -> Identity | None:
         return await identify_basic(self.logins, scope, self.challenge)
@@ -176,6 +202,7 @@ class TokenGate:
         # Wharf's own API and pages (/api/, /ui/) also take Basic credentials
         self.logins = logins
         self.basic_challenge = {"WWW-Authenticate": f'Basic realm="{basic_realm}"'}
+        self.api_challenge = self.basic_challenge
 
     def _challenge(self, needed: list[ResourceScope], error: str | None = None) -> dict[str, str]:
         value = f'Bearer realm="{self.realm}",service="{self.service}"'
@@ -188,7 +215,7 @@ class TokenGate:
     async def _admit_api(self, scope: Scope) -> Caller:
         """``/api/``, ``/ui/`` without a bearer token: Basic credentials or nobody."""
         policy = self.logins.policy if self.logins is not None else Policy()
-        auth = _authorization(scope)
+        auth = _authorization(scope, self.basic_challenge)
         if auth is None:
             return caller_for(policy, None)
         if auth[0] == "basic" and self.logins is not None:
@@ -204,10 +231,11 @@ class TokenGate:
         return self.policy.identity(subject)
 
     async def admit(self, scope: Scope, label: str, needed: list[ResourceScope]) -> Caller:
-        auth = _authorization(scope)
+        asked = [sc.catalog()] if label == "catalog" else needed
+        challenge = self.basic_challenge if label == "api" else self._challenge(asked)
+        auth = _authorization(scope, challenge)
         if label == "api" and (auth is None or auth[0] != "bearer"):
             return await self._admit_api(scope)
-        asked = [sc.catalog()] if label == "catalog" else needed
         if auth is None or auth[0] != "bearer" or not auth[1]:
             raise Unauthorized(headers=self._challenge(asked))
         try:
@@ -242,33 +270,50 @@ class TokenGate:
         return Caller(token.subject or None, may, full, sees, admin)
 
 
-API_PREFIXES = ("/api/", "/ui/")
+# What a path is, as the app dispatches it (see ``Wharf.classify``): the middleware
+# identifies and authorizes by the same answer the dispatcher routes by, so no spelling
+# of a path (trailing slash or not, doubled slashes, percent-encoding) reaches a handler
+# without passing here.
+Classifier = Callable[[str], str]
+DISTRIBUTION = "v2"  # the OCI API: scopes from the route
+MOUNTED = "api"  # Wharf's own API and pages: the caller is identified, handlers check it
+METRICS = "metrics"  # administrators only when auth is on
+PUBLIC = frozenset({"health", "token", "none"})  # health, the token service (its own
+# login), and paths nothing serves (answered 404)
 
 
 class AuthMiddleware:
     """Admits or refuses each ``/v2/`` request; identifies the caller of Wharf's own API
-    and pages (``/api/``, ``/ui/``), leaving it in ``scope["wharf.caller"]`` for the
-    handlers to check (see :mod:`registry.api.access`); everything else passes through.
+    and pages (``/api/...``, ``/ui...``), leaving it in ``scope["wharf.caller"]`` for the
+    handlers to check (see :mod:`registry.api.access`); ``/metrics`` needs an
+    administrator. What a path is comes from ``classify``, the dispatcher's own answer.
     """
 
-    def __init__(self, app: ASGIApp, gate: Gate, resolve: Resolver) -> None:
+    def __init__(self, app: ASGIApp, gate: Gate, resolve: Resolver, classify: Classifier) -> None:
         self.app = app
         self.gate = gate
         self.resolve = resolve
+        self.classify = classify
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(API_PREFIXES):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        kind = self.classify(scope["path"])
+        if kind == DISTRIBUTION:
+            await self._distribution(scope, receive, send)
+            return
+        if kind not in PUBLIC:  # MOUNTED, METRICS and anything added later
             caller = await self.gate.admit(scope, "api", [])
-            scope["wharf.caller"] = caller
-            scope["wharf.user"] = caller.name
-            info = current_request.get()
-            if info is not None:
-                info.actor = caller.name
-            await self.app(scope, receive, send)
-            return
-        if scope["type"] != "http" or not scope["path"].startswith("/v2"):
-            await self.app(scope, receive, send)
-            return
+            _identified(scope, caller)
+            if kind != MOUNTED and not caller.admin:
+                if caller.name is None:
+                    challenge = self.gate.api_challenge
+                    raise Unauthorized("administrator credentials required", headers=challenge)
+                raise Denied(f"{caller.name} is not an administrator")
+        await self.app(scope, receive, send)
+
+    async def _distribution(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = scope.get("raw_path")
         path = raw.decode("latin-1").split("?", 1)[0] if raw else scope["path"]
         found = self.resolve(path)
@@ -282,15 +327,20 @@ class AuthMiddleware:
             scope["wharf.repository"] = repository
         method = scope["method"]
         caller = await self.gate.admit(scope, label, required_scopes(label, method, repository))
-        scope["wharf.user"] = caller.name
-        info = current_request.get()
-        if info is not None:
-            info.actor = caller.name
+        _identified(scope, caller)
         if label == "catalog" and not caller.full_catalog:
             scope["wharf.catalog_filter"] = caller.sees
         if label == "uploads" and method == "POST":
             _check_mount(scope, caller)
         await self.app(scope, receive, send)
+
+
+def _identified(scope: Scope, caller: Caller) -> None:
+    scope["wharf.caller"] = caller
+    scope["wharf.user"] = caller.name
+    info = current_request.get()
+    if info is not None:
+        info.actor = caller.name
 
 
 def _check_mount(scope: Scope, caller: Caller) -> None:
@@ -421,7 +471,15 @@ def build_auth(settings: AuthSettings) -> AuthSetup | None:
         htpasswd = Htpasswd(settings.htpasswd.path) if settings.htpasswd else None
     except HtpasswdError as e:
         raise ConfigError(str(e)) from None
-    throttle = LoginThrottle()
+    limits = settings.throttle
+    throttle = LoginThrottle(
+        free=limits.free,
+        base=limits.base_seconds,
+        cap=limits.cap_seconds,
+        window=limits.window_seconds,
+        max_inflight_user=limits.maxinflight.user,
+        max_inflight_address=limits.maxinflight.address,
+    )
     logins = Logins(policy, throttle, htpasswd, build_ldap(settings.ldap))
     if settings.htpasswd is not None:
         realm = settings.htpasswd.realm

@@ -62,10 +62,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """``wharf search reindex``."""
+    from registry.cli import add_config_arguments
+
     search = sub.add_parser("search", help="the search index")
     search_sub = search.add_subparsers(dest="search_command", required=True)
     reindex_cmd = search_sub.add_parser(
         "reindex", help="index manifests pushed before the search index existed"
     )
-    reindex_cmd.add_argument("-c", "--config", help="YAML config file")
+    add_config_arguments(reindex_cmd)
     reindex_cmd.set_defaults(func=_run)

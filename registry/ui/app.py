@@ -25,6 +25,7 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from starlette.types import Receive, Scope, Send
 
 from auth.policy import Identity
+from auth.throttle import TooManyAttempts
 from registry.api.access import caller_of, is_open
 from registry.api.context import Services
 from registry.errors import InvalidParameter, ManifestUnknown, RegistryError, Unsupported
@@ -376,7 +377,14 @@ class WebUI:
             return RedirectResponse(target, 303)
         user, password = form.get("username", "").strip(), form.get("password", "")
         address = request.client.host if request.client else ""
-        who = await self.auth.authenticate(user, password, address) if user else None
+        try:
+            who = await self.auth.authenticate(user, password, address) if user else None
+        except TooManyAttempts as e:  # refused before the password was checked
+            error = f"Too many sign-in attempts at once; try again in {e.retry_after} s."
+            context = {"next": target, "error": error, "username": user}
+            response = self.page(request, session, "login.html", context, status=429)
+            response.headers.update(e.headers)
+            return response
         if who is None:
             context = {"next": target, "error": "Wrong user name or password.", "username": user}
             return self.page(request, session, "login.html", context, status=401)

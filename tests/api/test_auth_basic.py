@@ -145,10 +145,21 @@ def test_mount_needs_pull_on_the_source(basic: WharfServer) -> None:
         assert r.status_code == 201
 
 
-def test_health_and_metrics_need_no_credentials(basic: WharfServer) -> None:
+def test_health_needs_no_credentials_metrics_an_administrator(basic: WharfServer) -> None:
     with _as(basic, None) as anon:
         assert anon.get("/healthz").status_code == 200
-        assert anon.get("/metrics").status_code == 200
+        r = anon.get("/metrics")
+        assert r.status_code == 401 and _error(r) == "UNAUTHORIZED"
+        assert r.headers["www-authenticate"] == 'Basic realm="wharf-test"'
+    with _as(basic, "bob") as bob:
+        r = bob.get("/metrics")
+        assert r.status_code == 403 and _error(r) == "DENIED"
+    with _as(basic, "admin") as admin:
+        r = admin.get("/metrics")
+        assert r.status_code == 200 and "wharf_http_requests_total" in r.text
+    # the debug address (http.debug.addr) serves them without credentials
+    r = httpx.get(basic.metrics_url)
+    assert r.status_code == 200 and "wharf_http_requests_total" in r.text
 
 
 def test_no_policy_lets_every_user_do_all(

@@ -269,7 +269,7 @@ ONE_WORKER = {"workers": 1}
 
 def metric(server: WharfServer, name: str, **labels: str) -> float:
     """The value of one sample of ``/metrics`` (0 if absent)."""
-    text = httpx.get(f"{server.url}/metrics").text
+    text = httpx.get(server.metrics_url).text
     want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     for line in text.splitlines():
         m = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
