@@ -3,12 +3,83 @@
 from __future__ import annotations
 
 import json
+import math
+import re
+from array import array
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 from registry.content import mediatypes as mt
 from registry.errors import ManifestInvalid
 from storage.digest import Digest, InvalidDigest
+
+MAX_DEPTH = 256  # nesting of arrays and objects a manifest may have (real ones: under 10)
+MAX_SIZE = 2**63 - 1  # a size the database holds (a signed 64-bit integer)
+MAX_TYPE = 255  # characters of a media type (RFC 6838: 127 for each of type and subtype)
+
+# What the depth scan skips: a string (to its end, unterminated or not: linear time on any
+# input) or a run of characters that are neither quotes nor brackets.
+_SKIP = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[^"\[\]{}]+', re.DOTALL)
+_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 in, -1 out (signed bytes)
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # an escaped UTF-16 surrogate (half of a pair?)
+
+
+class JSONTooDeep(ValueError):
+    """JSON nested deeper than the limit :func:`load_json` was given."""
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON ``text``, brackets inside strings
+    not counted; without recursion and in linear time, whatever ``text`` is."""
+    steps = array("b", _SKIP.sub("", text).encode("ascii").translate(_STEPS))
+    return max(accumulate(steps, initial=0))
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:50]} is out of range")
+    return value
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError as e:
+        bad = e.object[e.start : e.end]
+        raise ValueError(f"a string holds a lone surrogate {bad!r}, which is not text") from None
+
+
+def load_json(data: bytes | str, max_depth: int = MAX_DEPTH, *, strict: bool = True) -> Any:
+    """``json.loads`` that refuses nesting deeper than ``max_depth`` (:class:`JSONTooDeep`,
+    a ``ValueError``) before parsing, so the interpreter's recursion limit is never hit.
+
+    ``strict``: refuse what RFC 8259 does not allow but Python's parser takes (``NaN``,
+    ``Infinity``, numbers too large for a float, strings that are not Unicode text: lone
+    surrogates, which no database takes). Else bytes that are not text are replaced.
+    Every failure is a ``ValueError``."""
+    if isinstance(data, bytes | bytearray):
+        data = bytes(data).decode(json.detect_encoding(data), "strict" if strict else "replace")
+    elif strict:
+        _check_text(data)
+    opened = data.count("[") + data.count("{")  # cheap: most documents end the check here
+    depth = json_depth(data) if opened > max_depth else opened
+    if depth > max_depth:
+        raise JSONTooDeep(f"nested {depth} levels deep, over the limit of {max_depth}")
+    try:
+        if not strict:
+            return json.loads(data)
+        doc = json.loads(data, parse_constant=_constant, parse_float=_finite)
+        if _SURROGATE.search(data):  # rare: then check that every string is text
+            _check_text(json.dumps(doc, ensure_ascii=False))
+        return doc
+    except RecursionError:  # not reached at the default limits; a backstop
+        raise JSONTooDeep(f"nested too deeply (limit {max_depth})") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +117,10 @@ def _descriptor(raw: Any, where: str) -> Descriptor:
     media_type, digest, size = raw.get("mediaType"), raw.get("digest"), raw.get("size")
     if not isinstance(media_type, str) or not media_type:
         raise ManifestInvalid(f"{where}: mediaType missing")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ManifestInvalid(f"{where}: size must be a non-negative integer")
+    if len(media_type) > MAX_TYPE:
+        raise ManifestInvalid(f"{where}: mediaType is longer than {MAX_TYPE} characters")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_SIZE:
+        raise ManifestInvalid(f"{where}: size must be a non-negative integer below 2^63")
     if not isinstance(digest, str):
         raise ManifestInvalid(f"{where}: digest missing")
     try:
@@ -58,6 +131,8 @@ def _descriptor(raw: Any, where: str) -> Descriptor:
     if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
         urls = ()
     artifact_type = raw.get("artifactType")
+    if isinstance(artifact_type, str) and len(artifact_type) > MAX_TYPE:
+        raise ManifestInvalid(f"{where}: artifactType is longer than {MAX_TYPE} characters")
     platform = raw.get("platform")
     return Descriptor(
         media_type,
@@ -99,8 +174,10 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
 
     The size limit (``validation.manifestmaxsize``) is the caller's to enforce."""
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+        doc = load_json(body)
+    except JSONTooDeep as e:
+        raise ManifestInvalid(f"manifest is {e}") from None
+    except ValueError as e:  # UnicodeDecodeError is one
         raise ManifestInvalid(f"manifest is not valid JSON: {e}") from None
     if not isinstance(doc, dict):
         raise ManifestInvalid("manifest must be a JSON object")
@@ -115,6 +192,8 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
     artifact_type = doc.get("artifactType")
     if artifact_type is not None and not isinstance(artifact_type, str):
         raise ManifestInvalid("artifactType must be a string")
+    if artifact_type is not None and len(artifact_type) > MAX_TYPE:
+        raise ManifestInvalid(f"artifactType is longer than {MAX_TYPE} characters")
     parsed = ParsedManifest(media_type, annotations=annotations, artifact_type=artifact_type)
     if "subject" in doc and doc["subject"] is not None:
         parsed.subject = _descriptor(doc["subject"], "subject")

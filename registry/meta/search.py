@@ -195,6 +195,9 @@ def _platform_rows(manifest_id: int, raw: object) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
+MAX_TOTAL = 2**63 - 1
+
+
 def _write_facts(
     conn: Connection, manifest_id: int, repo_id: int, details: dict[str, Any], again: bool
 ) -> None:
@@ -211,11 +214,16 @@ def _write_facts(
         child_ids = select(manifests.c.id).where(
             manifests.c.repository_id == repo_id, manifests.c.digest.in_(children)
         )
-        total = conn.execute(
-            select(func.sum(search_facts.c.total_size)).where(
-                search_facts.c.manifest_id.in_(child_ids)
+        sizes = conn.execute(
+            select(search_facts.c.total_size).where(
+                search_facts.c.manifest_id.in_(child_ids), search_facts.c.total_size.isnot(None)
             )
-        ).scalar()
+        ).scalars()
+        # added up here: a SQL sum() of sizes near the 64-bit limit overflows in the database
+        known = [int(size) for size in sizes]
+        total = sum(known) if known else None
+    if total is not None and not 0 <= int(str(total)) <= MAX_TOTAL:
+        total = None  # more than a signed 64-bit column holds: no total
     facts = {
         "manifest_id": manifest_id,
         "config_digest": details.get("config_digest"),

@@ -6,15 +6,18 @@ environment; the manifest gives its annotations and layers. For an index: the pl
 its descriptors name, and the children's digests (the index hook adds the children's
 stored platforms and labels). The result is the ``details`` of the push's
 :class:`~registry.meta.changes.Change`; :mod:`registry.meta.search` stores it.
+
+Facts are best effort: nothing read here ever refuses a push. A config blob that is not
+JSON, not an object, nested too deeply, too large or with fields of the wrong types gives
+the facts that can be read from it (often none), and a line in the log at debug level.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
-from registry.content.manifests import ParsedManifest
+from registry.content.manifests import MAX_SIZE, ParsedManifest, load_json
 from storage.blobs import BlobNotFound, BlobStore
 from storage.digest import Digest
 
@@ -37,14 +40,42 @@ def _strings(value: Any) -> list[str] | None:
     return [str(v)[:4096] for v in value[:MAX_LIST]]
 
 
+def _text(value: Any) -> Any:
+    """``value`` with lone surrogates (``"\\ud800"`` in JSON) in its strings replaced: the
+    database takes only Unicode text."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return value.encode(errors="replace").decode()
+        return value
+    if isinstance(value, list):
+        return [_text(v) for v in value]
+    if isinstance(value, dict):
+        return {_text(k): _text(v) for k, v in value.items()}
+    return value
+
+
 def config_facts(raw: bytes) -> dict[str, Any]:
-    """What an image config says: platform, labels, created and the run settings."""
+    """What an image config says: platform, labels, created and the run settings; ``{}``
+    for a config that is not a JSON object. Never raises."""
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        doc = load_json(raw, strict=False)
+    except ValueError as e:  # not JSON, or nested too deeply
+        log.debug("config blob gives no facts: %s", e)
         return {}
     if not isinstance(doc, dict):
+        log.debug("config blob gives no facts: a JSON %s, not an object", type(doc).__name__)
         return {}
+    try:
+        facts: dict[str, Any] = _text(_read_config(doc))
+    except Exception:  # a backstop: facts must never stop a push
+        log.info("config blob gives no facts", exc_info=True)
+        return {}
+    return facts
+
+
+def _read_config(doc: dict[str, Any]) -> dict[str, Any]:
     cfg = doc.get("config") if isinstance(doc.get("config"), dict) else {}
     assert isinstance(cfg, dict)
     labels = cfg.get("Labels")
@@ -115,7 +146,9 @@ def manifest_details(parsed: ParsedManifest, config: bytes | None) -> dict[str, 
                 "size": parsed.config.size,
             }
         layers = [d for d in parsed.blobs if d is not parsed.config]
-        details["total_size"] = sum(d.size for d in parsed.blobs)
+        total = sum(d.size for d in parsed.blobs)
+        if total <= MAX_SIZE:  # else no total: more than the database holds
+            details["total_size"] = total
         detail["layers"] = [
             {"digest": str(d.digest), "mediaType": d.media_type, "size": d.size} for d in layers
         ]
@@ -129,6 +162,15 @@ def manifest_details(parsed: ParsedManifest, config: bytes | None) -> dict[str, 
 
 
 async def details_for(blobs: BlobStore, parsed: ParsedManifest) -> dict[str, object]:
-    """Read what is needed (the config blob) and return the push's ``details``."""
-    config = await read_config(blobs, parsed)
-    return manifest_details(parsed, config)
+    """Read what is needed (the config blob) and return the push's ``details``; never
+    raises (without facts, a push still goes in; ``wharf search reindex`` reads them)."""
+    try:
+        config = await read_config(blobs, parsed)
+    except Exception:  # storage trouble: the manifest's facts without the config's
+        log.info("config blob of a push not read for search facts", exc_info=True)
+        config = None
+    try:
+        return manifest_details(parsed, config)
+    except Exception:  # a backstop: facts must never stop a push
+        log.info("no search facts for a push", exc_info=True)
+        return {}

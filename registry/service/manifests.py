@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import OrderedDict
+
+from sqlalchemy import Connection
 
 from registry.content import mediatypes as mt
 from registry.content.manifests import ParsedManifest, parse_manifest
@@ -18,9 +21,10 @@ from registry.errors import (
     Unsupported,
 )
 from registry.gc.guard import PushGuard
+from registry.meta import queries as q
 from registry.meta.gc import DigestBusy
 from registry.meta.records import ManifestRecord, NewManifest
-from registry.meta.store import MetadataStore, MissingReferences
+from registry.meta.store import MetadataStore, MissingReferences, check_references
 from registry.search.facts import details_for
 from storage.blobs import BlobNotFound, BlobStore
 from storage.digest import Digest, InvalidDigest
@@ -66,6 +70,18 @@ def _new_manifest(digest: Digest, body: bytes, parsed: ParsedManifest) -> NewMan
     )
 
 
+def _missing(conn: Connection, repository: str, new: NewManifest) -> list[str]:
+    """What ``new`` references that ``repository`` lacks (as the push transaction checks)."""
+    repo_id = conn.execute(q.repository_id(), {"name": repository}).scalar()
+    if repo_id is None:
+        return [*dict(new.blobs), *dict.fromkeys(new.children)]
+    try:
+        check_references(conn, repo_id, new)
+    except MissingReferences as e:
+        return e.missing
+    return []
+
+
 def _reference(reference: str) -> tuple[str | None, Digest | None]:
     """Tag or digest of a PUT or DELETE; DIGEST_INVALID or MANIFEST_INVALID if neither."""
     try:
@@ -100,7 +116,10 @@ class ManifestService:
         """Check and store a manifest under a tag or digest reference.
 
         Data before metadata: the bytes are stored content-addressed first, then the
-        manifest row, its references and the tag are written in one transaction.
+        manifest row, its references and the tag are written in one transaction. Every
+        check comes before the bytes are stored, so that a refused manifest leaves none
+        (the transaction checks the references again: one deleted meanwhile refuses the
+        push there, and leaves bytes no row names, for GC to collect).
         """
         if len(body) > self.max_size:
             raise ManifestInvalid(
@@ -112,8 +131,13 @@ class ManifestService:
         if ref_digest is not None and ref_digest != digest:
             raise DigestInvalid(detail={"expected": str(ref_digest), "actual": str(digest)})
         new = _new_manifest(digest, body, parsed)
+        missing, details = await asyncio.gather(
+            self._missing(repository, new),
+            details_for(self.blobs, parsed),  # facts for the search index; never raises
+        )
+        if missing:
+            raise ManifestBlobUnknown(detail={"missing": missing})
         await self.blobs.put(body, digest.algorithm)
-        details = await details_for(self.blobs, parsed)  # facts for the search index
 
         async def store() -> None:
             await self.meta.put_manifest(repository, new, tag, details=details)
@@ -133,6 +157,11 @@ class ManifestService:
             await self.blobs.put(body, digest.algorithm)
         self.cache.put(str(digest), body)
         return digest, parsed
+
+    async def _missing(self, repository: str, new: NewManifest) -> list[str]:
+        if not new.blobs and not new.children:
+            return []
+        return await self.meta.db.run_read(_missing, repository, new)
 
     async def resolve(self, repository: str, reference: str) -> ManifestRecord:
         """The manifest a reference names; :class:`ManifestUnknown` if there is none."""
