@@ -9,7 +9,9 @@ message as plain text instead.
 
 from __future__ import annotations
 
+import errno
 import json
+import sqlite3
 from typing import Any, ClassVar
 
 
@@ -139,6 +141,56 @@ class Unavailable(RegistryError):
     """A backend (database, storage) is unreachable (HTTP 503)."""
 
     code, status, default_message = "UNAVAILABLE", 503, "service unavailable"
+
+
+class StorageFull(RegistryError):
+    """No space left for a write: blob storage, or the metadata database's disk (HTTP 507).
+
+    The spec's closed list of codes binds 4xx JSON bodies; a 5xx keeps the body's shape
+    with the reference registry's code for a server-side failure, UNKNOWN (which clients
+    read as unknown whatever code a server invents): the 507 and the message say it.
+    """
+
+    code, status, default_message = "UNKNOWN", 507, "storage is full"
+    # The access log's "error" and the wharf_http_errors{code} label (the body says UNKNOWN).
+    label: ClassVar[str] = "STORAGE_FULL"
+    _NO_SPACE: ClassVar[frozenset[int]] = frozenset({errno.ENOSPC, errno.EDQUOT})  # or quota
+    _PG_DISK_FULL: ClassVar[str] = "53100"
+
+    def __init__(self, full: str = "storage") -> None:
+        super().__init__(
+            f"storage is full: no space left for the registry's {full}; nothing of this "
+            "request was kept (an upload in progress is cancelled): push again once space "
+            "has been freed"
+        )
+        self.full = full
+
+    @classmethod
+    def of(cls, exc: BaseException) -> StorageFull | None:
+        """The answer to ``exc`` if it, or an error that caused it, is a full disk: of the
+        storage (``OSError`` ENOSPC or EDQUOT) or of the metadata database (SQLite's
+        SQLITE_FULL, PostgreSQL's disk_full); else None."""
+        pending, seen = [exc], set()
+        while pending:
+            e = pending.pop()
+            if id(e) in seen:
+                continue
+            seen.add(id(e))
+            if isinstance(e, OSError) and e.errno in cls._NO_SPACE:
+                return cls("storage")
+            if isinstance(e, sqlite3.Error) and (
+                getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                or "database or disk is full" in str(e)
+            ):
+                return cls("metadata database")
+            if getattr(e, "sqlstate", None) == cls._PG_DISK_FULL:  # asyncpg, or via SQLAlchemy
+                return cls("metadata database")
+            if isinstance(e, BaseExceptionGroup):
+                pending.extend(e.exceptions)
+            for cause in (getattr(e, "orig", None), e.__cause__, e.__context__):
+                if isinstance(cause, BaseException):
+                    pending.append(cause)
+        return None
 
 
 ALL_ERRORS: tuple[type[RegistryError], ...] = (

@@ -108,6 +108,7 @@ class FilesystemWriter:
         if self._size - self._synced_to >= SYNC_EVERY and (
             self._syncing is None or self._syncing.done()
         ):
+            _raise_failed(self._syncing)  # before a new sync takes its place
             if self._syncer is None:
                 self._syncer = ThreadPoolExecutor(1, thread_name_prefix="wharf-sync")
             self._syncing = self._syncer.submit(os.fdatasync, self._fd)
@@ -117,22 +118,37 @@ class FilesystemWriter:
         await asyncio.to_thread(self.write_blocking, [data])
 
     async def commit(self) -> None:
-        if self._fd is not None:
-            await asyncio.to_thread(os.fdatasync, self._fd)
-        await self.close()
+        try:
+            if self._fd is not None:
+                await asyncio.to_thread(os.fdatasync, self._fd)
+        finally:  # closed even when the sync fails: an open file keeps its space
+            await self.close()
 
     async def cancel(self) -> None:
-        await self.close()
-        with contextlib.suppress(FileNotFoundError):
-            await aiofiles.os.remove(self._path)
+        try:
+            await self.close()
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                await aiofiles.os.remove(self._path)
 
     async def close(self) -> None:
+        syncing, self._syncing = self._syncing, None
         if self._syncer is not None:  # the descriptor stays open until its sync is done
             syncer, self._syncer = self._syncer, None
             await asyncio.to_thread(syncer.shutdown, wait=True)
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
+        _raise_failed(syncing)
+
+
+def _raise_failed(sync: Future[None] | None) -> None:
+    """Raise the error of a finished background sync. The kernel reports a writeback
+    error (ENOSPC, EIO) once, to that sync: lost, a later sync would succeed and the
+    bytes be acknowledged without being on disk."""
+    error = sync.exception() if sync is not None and not sync.cancelled() else None
+    if error is not None:
+        raise error
 
 
 class FilesystemDriver:

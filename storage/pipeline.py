@@ -5,14 +5,20 @@ and written by another, both owned by this copy (so batches stay in order in eac
 hashing one batch overlaps writing the one before), while the event loop goes on
 receiving. The loop waits only when ``depth`` batches are in flight, so at most ``depth``
 MiB of one upload is held in memory.
+
+Once a write fails (a full disk), the batches after it are not written, so the file
+stays a prefix of the stream; and the copy returns only when no thread of it touches the
+writer any more (the caller closes it next).
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import deque
 from collections.abc import AsyncIterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from storage.digest import Hasher
 from storage.driver import FileWriter
@@ -47,13 +53,25 @@ async def copy_hashing(
 
     If the stream breaks, every batch received before the break is still hashed and
     written (the file and the hash agree) and the stream's error is raised. If the
-    writer fails, its error is raised and the hash may be ahead of the file.
+    writer fails, its error is raised, nothing after the failed batch is written and the
+    hash may be ahead of the file.
     """
     loop = asyncio.get_running_loop()
     threads: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None
     inflight: deque[asyncio.Future[tuple[None, None]]] = deque()
+    failed = threading.Event()  # set once a write failed: later batches are skipped
     parts: list[bytes] = []
     pending = copied = 0
+    done = False
+
+    def write(batch: list[bytes]) -> None:
+        if failed.is_set():
+            return
+        try:
+            writer.write_blocking(batch)
+        except BaseException:
+            failed.set()
+            raise
 
     def submit(batch: list[bytes]) -> asyncio.Future[tuple[None, None]]:
         nonlocal threads
@@ -63,7 +81,7 @@ async def copy_hashing(
                 ThreadPoolExecutor(1, thread_name_prefix="wharf-upload-write"),
             )
         hashed = loop.run_in_executor(threads[0], _hash, hasher, batch)
-        written = loop.run_in_executor(threads[1], writer.write_blocking, batch)
+        written = loop.run_in_executor(threads[1], write, batch)
         return asyncio.gather(hashed, written)
 
     try:
@@ -78,7 +96,7 @@ async def copy_hashing(
                     if len(inflight) >= depth:
                         await inflight.popleft()
         finally:
-            if parts:
+            if parts and not failed.is_set():
                 if pending < _INLINE and threads is None:
                     _hash_and_write(hasher, writer, parts)
                 else:
@@ -86,9 +104,36 @@ async def copy_hashing(
                 copied += pending
             while inflight:
                 await inflight.popleft()
+        done = True
         return copied
     finally:
-        for future in inflight:
-            future.cancel()
-        for executor in threads or ():
-            executor.shutdown(wait=False)
+        if threads is not None:
+            if done:  # every batch finished: the threads are idle
+                for executor in threads:
+                    executor.shutdown(wait=False)
+            else:  # a failed write (or a cancel) may leave batches running or queued
+                failed.set()
+                for future in inflight:
+                    future.add_done_callback(_seen)
+                await _join(threads)
+
+
+def _seen(future: asyncio.Future[Any]) -> None:
+    """Mark an error nobody awaits as retrieved (no "never retrieved" log)."""
+    if not future.cancelled():
+        future.exception()
+
+
+async def _join(threads: tuple[ThreadPoolExecutor, ...]) -> None:
+    """Return once the threads are gone, so that none touches the writer afterwards (the
+    caller closes it next): queued batches are dropped, a running one is waited for."""
+
+    def join() -> None:
+        for executor in threads:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    try:
+        await asyncio.to_thread(join)
+    except asyncio.CancelledError:
+        join()  # cancelled while waiting: wait here (at most one batch's write)
+        raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import time
@@ -23,7 +24,13 @@ from storage.layout import blob_path, upload_data_path, upload_dir, upload_info_
 from storage.pipeline import copy_hashing, hash_update
 
 _UUID_CHARS = set("0123456789abcdef-")
+# A filesystem out of space, or the registry's user over its quota.
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 log = logging.getLogger("wharf.uploads")
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in _NO_SPACE
 
 
 class UploadNotFound(Exception):
@@ -86,13 +93,18 @@ class UploadStore:
         """Start an empty upload for ``repository`` and return its id."""
         upload_id = str(uuid.uuid4())
         info = {"repository": repository, "started": time.time()}
-        # Not synced: after a crash an upload without its info is unknown and the client
-        # starts again; the bytes that matter are synced at commit.
-        await self.driver.put_content(
-            upload_info_path(upload_id), json.dumps(info).encode(), durable=False
-        )
-        writer = await self.driver.writer(upload_data_path(upload_id))
-        await writer.close()
+        try:
+            # Not synced: after a crash an upload without its info is unknown and the
+            # client starts again; the bytes that matter are synced at commit.
+            await self.driver.put_content(
+                upload_info_path(upload_id), json.dumps(info).encode(), durable=False
+            )
+            writer = await self.driver.writer(upload_data_path(upload_id))
+            await writer.close()
+        except Exception:  # a full disk: leave no half-made session behind
+            with contextlib.suppress(Exception):
+                await self._drop(upload_id)
+            raise
         self._hashes[upload_id] = _HashState(0, new_hasher())
         return upload_id
 
@@ -120,7 +132,9 @@ class UploadStore:
 
         With ``offset`` the stream must start exactly where the upload ends, else
         :class:`UploadOffsetMismatch`. Bytes that arrived before the stream broke stay
-        in the upload (the client may resume from the size it reads back).
+        in the upload (the client may resume from the size it reads back). When the
+        storage is full (``OSError`` ENOSPC or EDQUOT, raised) the upload is cancelled:
+        its bytes are freed and its id is unknown from then on.
         """
         async with self._lock(upload_id):
             size = await self.size(upload_id)  # UploadNotFound before creating anything
@@ -129,20 +143,25 @@ class UploadStore:
             # Hash what is there before opening the writer: reading a file being written
             # may reorganise how a driver holds it (S3 completes its pending parts).
             state = await self._hash_state(upload_id, size)
-            # The writer holds the upload against other processes until it is closed.
-            writer = await self.driver.writer(upload_data_path(upload_id), append=True)
             try:
-                size = writer.size
-                if offset is not None and offset != size:
-                    raise UploadOffsetMismatch(size)
-                if state.size != size:  # another process appended meanwhile
+                # The writer holds the upload against other processes until it is closed.
+                writer = await self.driver.writer(upload_data_path(upload_id), append=True)
+                try:
+                    size = writer.size
+                    if offset is not None and offset != size:
+                        raise UploadOffsetMismatch(size)
+                    if state.size != size:  # another process appended meanwhile
+                        await writer.close()
+                        state = await self._hash_state(upload_id, size)
+                        writer = await self.driver.writer(upload_data_path(upload_id), append=True)
+                    state.size = -1  # unknown until the copy ends cleanly
+                    copied = await copy_hashing(chunks, writer, state.hasher)
+                finally:
                     await writer.close()
-                    state = await self._hash_state(upload_id, size)
-                    writer = await self.driver.writer(upload_data_path(upload_id), append=True)
-                state.size = -1  # unknown until the copy ends cleanly
-                copied = await copy_hashing(chunks, writer, state.hasher)
-            finally:
-                await writer.close()
+            except OSError as e:
+                if _out_of_space(e):
+                    await self._give_up(upload_id, e)
+                raise
             state.size = size + copied
             return writer.size
 
@@ -167,10 +186,15 @@ class UploadStore:
                 await self._drop(upload_id)
                 raise ValueError(f"size mismatch: expected {size}, got {actual_size}")
             verified = time.perf_counter()
-            # durable before it gets its content address and any metadata points at it
-            await (await self.driver.writer(upload_data_path(upload_id), append=True)).commit()
-            synced = time.perf_counter()
-            await self.driver.move(upload_data_path(upload_id), blob_path(digest))
+            try:
+                # durable before it gets its content address and any metadata points at it
+                await (await self.driver.writer(upload_data_path(upload_id), append=True)).commit()
+                synced = time.perf_counter()
+                await self.driver.move(upload_data_path(upload_id), blob_path(digest))
+            except OSError as e:
+                if _out_of_space(e):  # nothing visible yet: free the bytes, as on append
+                    await self._give_up(upload_id, e)
+                raise
             await self._drop(upload_id)
             log.debug(
                 "upload %s committed as %s (%d bytes): verify %.1f ms, sync %.1f ms, move %.1f ms",
@@ -223,6 +247,20 @@ class UploadStore:
         async with self._lock(upload_id):
             await self.size(upload_id)
             await self._drop(upload_id)
+
+    async def _give_up(self, upload_id: str, error: OSError) -> None:
+        """Cancel an upload the storage has no room for, so that its bytes are freed."""
+        try:
+            size = (await self.driver.stat(upload_data_path(upload_id))).size
+        except PathNotFound:
+            size = 0
+        await self._drop(upload_id)
+        log.error(
+            "storage is full: upload %s cancelled, its %d bytes freed (%s)",
+            upload_id,
+            size,
+            error.strerror or error,
+        )
 
     async def _drop(self, upload_id: str) -> None:
         self._hashes.pop(upload_id, None)

@@ -7,9 +7,10 @@ from starlette.responses import Response
 
 from registry.api.context import Services
 from registry.api.http import empty, parse_content_range, query_digest
+from registry.config import Settings
 from registry.content.names import check_name
 from registry.errors import BlobUploadInvalid, NameInvalid, SizeInvalid
-from registry.service.uploads import upload_range
+from registry.service.uploads import UploadLimits, upload_range
 
 
 def _upload_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
@@ -52,8 +53,29 @@ def _chunk_offset(request: Request) -> int | None:
     return start
 
 
+def caller_of(request: Request) -> str:
+    """Whose upload sessions a request counts against: the authenticated user, else the
+    client's address (uvicorn's, from ``X-Forwarded-For`` when sent by a trusted proxy)."""
+    user = request.scope.get("wharf.user")
+    if user:
+        return f"user:{user}"
+    client = request.scope.get("client")
+    return f"addr:{client[0] if client else ''}"
+
+
+def upload_limits(settings: Settings) -> UploadLimits:
+    """The caps on open sessions; a session older than the purge age is the purge's."""
+    maintenance = settings.storage.maintenance
+    purging, limits = maintenance.uploadpurging, maintenance.uploadlimits
+    expire = purging.age_seconds if purging.enabled and not purging.dryrun else None
+    return UploadLimits(limits.perrepository, limits.percaller, expire)
+
+
 async def start_upload(request: Request, svc: Services, name: str) -> Response:
-    """POST: mount, monolithic upload with ``?digest=``, or open a session (202)."""
+    """POST: mount, monolithic upload with ``?digest=``, or open a session (202).
+
+    Only the last opens a session that outlives the request: it alone is capped
+    (``storage.maintenance.uploadlimits``, 429 past a cap)."""
     mount = query_digest(request, "mount")
     source = request.query_params.get("from")
     if mount is not None and source:
@@ -67,7 +89,7 @@ async def start_upload(request: Request, svc: Services, name: str) -> Response:
     if digest is not None:
         await svc.uploads.monolithic(name, request.stream(), digest, _length(request))
         return _blob_created(name, str(digest))
-    upload_id = await svc.uploads.start(name)
+    upload_id = await svc.uploads.open(name, caller_of(request), upload_limits(svc.settings))
     headers = _upload_headers(name, upload_id, 0)
     return empty(202, headers)
 

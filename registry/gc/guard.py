@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from registry.errors import Unavailable
+from registry.errors import StorageFull, Unavailable
 from registry.meta import gc as sql
 from registry.meta.db import Database
 
@@ -63,4 +63,9 @@ class PushGuard:
         now = time.time()
         if seen_at >= now - self.refresh:
             return size
-        return await self.db.run_write(sql.touch, repository, digest, now)
+        try:
+            return await self.db.run_write(sql.touch, repository, digest, now)
+        except Exception as e:
+            if StorageFull.of(e) is None:
+                raise
+            return size  # no room to refresh the pin: the read still answers

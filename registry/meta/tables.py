@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -125,4 +126,19 @@ tags = Table(
     ),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_tags_manifest", "manifest_id"),
+)
+
+# Upload sessions opened by a POST and not yet finished, cancelled or purged (issue #13),
+# for the caps on open sessions per repository and per caller (registry/meta/uploads.py).
+# The bytes stay in storage (``uploads/<id>/``); ``started_at`` is epoch seconds.
+upload_sessions = Table(
+    "upload_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("repository", String(255), nullable=False),
+    Column("caller", String(255), nullable=False),  # user:<name> or addr:<client address>
+    Column("started_at", Float, nullable=False),
+    Index("ix_upload_sessions_repository", "repository", "started_at"),
+    Index("ix_upload_sessions_caller", "caller", "started_at"),
+    Index("ix_upload_sessions_started", "started_at"),
 )

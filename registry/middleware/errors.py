@@ -7,7 +7,7 @@ import logging
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from registry.errors import RegistryError, Unavailable
+from registry.errors import RegistryError, StorageFull, Unavailable
 from storage.driver import StorageUnavailable
 
 log = logging.getLogger("wharf.errors")
@@ -41,6 +41,22 @@ class ErrorMiddleware:
                 scope["wharf.error"] = f"{type(exc).__name__} after response started"
                 log.exception("error while streaming %s %s", scope["method"], scope["path"])
                 raise
+            if isinstance(exc, StorageFull):
+                full: StorageFull | None = exc
+            else:
+                full = None if isinstance(exc, RegistryError) else StorageFull.of(exc)
+            if full is not None:  # an operational state, not a bug: one line, no traceback
+                log.error(
+                    "storage is full (%s): %s %s answered 507: %s",
+                    full.full,
+                    scope["method"],
+                    scope["path"],
+                    exc,
+                )
+                log.debug("storage full on %s", scope["path"], exc_info=exc)
+                scope["wharf.error"] = full.label
+                await _render(full, scope, send)
+                return
             if isinstance(exc, RegistryError):
                 error = exc
             else:

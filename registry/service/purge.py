@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 
 from storage.uploads import UploadStore
 
@@ -16,17 +17,28 @@ FIRST_PURGE_JITTER = 3600.0  # seconds
 
 
 class UploadPurger:
-    """Runs :meth:`UploadStore.purge` now and then, as the reference's ``uploadpurging``."""
+    """Runs :meth:`UploadStore.purge` now and then, as the reference's ``uploadpurging``.
 
-    def __init__(self, uploads: UploadStore, age: float, interval: float, dry_run: bool) -> None:
+    A purged session's slot under ``storage.maintenance.uploadlimits`` is free from the
+    moment it is older than ``age`` (registry/meta/uploads.py): it counts no more."""
+
+    def __init__(
+        self,
+        uploads: UploadStore,
+        age: float,
+        interval: float,
+        dry_run: bool,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.uploads = uploads
         self.age = age
         self.interval = interval
         self.dry_run = dry_run
+        self.clock = clock  # epoch seconds, as the uploads' start times
 
     async def run_once(self) -> list[str]:
         """Purge once; returns the ids of the uploads purged (or that would be)."""
-        purged = await self.uploads.purge(time.time() - self.age, self.dry_run)
+        purged = await self.uploads.purge(self.clock() - self.age, self.dry_run)
         if purged:
             log.info(
                 "%s %d abandoned uploads older than %ds",

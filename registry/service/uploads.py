@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterable
+import time
+from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass
 
 from registry.errors import (
     BlobUploadUnknown,
     DigestInvalid,
     RangeInvalid,
     SizeInvalid,
+    StorageFull,
+    TooManyRequests,
     Unavailable,
 )
 from registry.gc.guard import PushGuard
 from registry.meta.gc import DigestBusy
 from registry.meta.store import MetadataStore
+from registry.meta.uploads import NO_EXPIRY, Caps, Full, UploadSessions
 from storage.digest import Digest
 from storage.uploads import (
     UploadDigestMismatch,
@@ -23,19 +28,121 @@ from storage.uploads import (
     UploadStore,
 )
 
+# The 429 of a capped POST asks the client to wait this long (seconds): open sessions end
+# as their pushes finish, which takes seconds to minutes.
+RETRY_AFTER = 10
+# Before refusing, this many of the oldest sessions counted against the full cap are
+# looked up in storage: a session purged or dropped there gives its slot back at once.
+# One found there is not looked up again for RECHECK_EVERY seconds (a client hammering
+# at its cap costs a database read, not storage reads, per refused POST).
+RECHECK = 16
+RECHECK_EVERY = 30.0
+_SEEN_MAX = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class UploadLimits:
+    """``storage.maintenance.uploadlimits``, and the age after which the upload purge
+    takes a session (None: never, as when the purge is off or a dry run)."""
+
+    per_repository: int = 0  # 0: no cap
+    per_caller: int = 0
+    expire_after: float | None = None
+
+    @property
+    def caps(self) -> Caps:
+        return Caps(self.per_repository, self.per_caller)
+
 
 class UploadService:
     """Upload sessions bound to a repository; a blob is linked only once verified."""
 
     guard: PushGuard | None = None  # pins for online GC, set at startup (issue #7)
 
-    def __init__(self, meta: MetadataStore, uploads: UploadStore) -> None:
+    def __init__(
+        self,
+        meta: MetadataStore,
+        uploads: UploadStore,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.meta = meta
         self.uploads = uploads
+        self.sessions = UploadSessions(meta.db)
+        self.clock = clock  # epoch seconds: when a session starts, and expires
+        self._seen: dict[str, float] = {}  # session id: when last found in storage
 
     async def start(self, repository: str) -> str:
-        """Open an upload session and return its id."""
+        """Open an upload session and return its id (not counted against any cap)."""
         return await self.uploads.create(repository)
+
+    async def open(self, repository: str, caller: str, limits: UploadLimits) -> str:
+        """Open an upload session for ``caller`` (``user:NAME`` or ``addr:ADDRESS``) and
+        return its id; past a cap of ``limits``, :class:`TooManyRequests` (429) and
+        nothing is created, neither a row nor a file.
+
+        A read finds a full cap before storage is touched; the session's row is then
+        counted and inserted in one transaction, and should another request have taken
+        the last slot meanwhile the session just created is deleted again."""
+        caps = limits.caps
+        if not caps.any:
+            return await self.start(repository)
+        caller = caller[:255]
+        found = await self._full(repository, caller, limits)
+        if found is not None:
+            raise _too_many(found, repository)
+        upload_id = await self.start(repository)  # a pull-through mirror may refuse here
+        try:
+            now = self.clock()
+            found = await self.sessions.open(
+                upload_id, repository, caller, caps, now, _live_after(limits, now)
+            )
+        except BaseException:
+            await self._discard(upload_id)
+            raise
+        if found is not None:
+            await self._discard(upload_id)
+            raise _too_many(found, repository)
+        return upload_id
+
+    async def _full(self, repository: str, caller: str, limits: UploadLimits) -> Full | None:
+        """The cap one more session would go over, after giving back the slots of
+        counted sessions that are gone from storage (purged, or whose end was not
+        recorded); at most once per cap."""
+        for _ in range(2):
+            found = await self.sessions.full(
+                repository, caller, limits.caps, _live_after(limits, self.clock()), RECHECK
+            )
+            if found is None:
+                return None
+            gone = [i for i in found.oldest if not await self._exists(i)]
+            if not gone:
+                return found
+            await self.sessions.forget(*gone)
+        return await self.sessions.full(
+            repository, caller, limits.caps, _live_after(limits, self.clock()), 0
+        )
+
+    async def _exists(self, upload_id: str) -> bool:
+        now = self.clock()
+        seen = self._seen.get(upload_id)
+        if seen is not None and now - seen < RECHECK_EVERY:
+            return True
+        try:
+            await self.uploads.info(upload_id)
+        except UploadNotFound:
+            self._seen.pop(upload_id, None)
+            return False
+        except (ValueError, KeyError):
+            pass  # unreadable info: the purge judges it by its age
+        if len(self._seen) >= _SEEN_MAX:  # forget the oldest half
+            ordered = sorted(self._seen.items(), key=lambda item: item[1])
+            self._seen = dict(ordered[len(ordered) // 2 :])
+        self._seen[upload_id] = now
+        return True
+
+    async def _discard(self, upload_id: str) -> None:
+        with contextlib.suppress(UploadNotFound):
+            await self.uploads.cancel(upload_id)
 
     async def _check(self, repository: str, upload_id: str) -> None:
         try:
@@ -68,21 +175,37 @@ class UploadService:
                 headers=_range_headers(e.size),
             ) from None
 
-    async def finish(self, repository: str, upload_id: str, digest: Digest) -> int:
-        """Verify the upload against ``digest``, store the blob and link it; return its size."""
+    async def finish(
+        self, repository: str, upload_id: str, digest: Digest, *, counted: bool = True
+    ) -> int:
+        """Verify the upload against ``digest``, store the blob and link it; return its
+        size. The session is over then, as when the digest does not match (its bytes
+        are dropped): a ``counted`` one gives its slot back."""
         await self._check(repository, upload_id)
         if self.guard is not None:  # before the bytes take their place (docs/gc.md)
-            await self.guard.pin([str(digest)])
+            try:
+                await self.guard.pin([str(digest)])
+            except Exception as e:
+                if StorageFull.of(e) is not None:  # a 507 cancels the upload (its bytes freed)
+                    with contextlib.suppress(UploadNotFound):
+                        await self.uploads.cancel(upload_id)
+                    # its slot: no metadata write on a full disk; a full cap finds the
+                    # session gone from storage and frees it
+                raise
         try:
             size = await self.uploads.commit(upload_id, digest)
         except UploadNotFound:
+            await self._over(upload_id, counted)
             raise BlobUploadUnknown(detail={"uuid": upload_id}) from None
         except UploadDigestMismatch as e:
+            await self._over(upload_id, counted)
             raise DigestInvalid(
                 detail={"expected": str(e.expected), "actual": str(e.actual)}
             ) from None
         except ValueError as e:
+            await self._over(upload_id, counted)
             raise SizeInvalid(str(e)) from None
+        await self._over(upload_id, counted)
         try:
             await self.meta.link_blob(repository, str(digest), size)
         except DigestBusy:  # stalled longer than the GC grace period: its bytes may be gone
@@ -95,7 +218,14 @@ class UploadService:
         try:
             await self.uploads.cancel(upload_id)
         except UploadNotFound:
+            await self._over(upload_id, True)
             raise BlobUploadUnknown(detail={"uuid": upload_id}) from None
+        await self._over(upload_id, True)
+
+    async def _over(self, upload_id: str, counted: bool) -> None:
+        """The session ended: its slot is free."""
+        if counted:
+            await self.sessions.forget(upload_id)
 
     async def monolithic(
         self, repository: str, body: AsyncIterable[bytes], digest: Digest, length: int | None
@@ -106,11 +236,25 @@ class UploadService:
             size = await self.uploads.append(upload_id, body)
             if length is not None and size != length:
                 raise SizeInvalid(f"received {size} bytes, Content-Length said {length}")
-            return await self.finish(repository, upload_id, digest)
+            return await self.finish(repository, upload_id, digest, counted=False)
         except BaseException:
             with contextlib.suppress(UploadNotFound):
                 await self.uploads.cancel(upload_id)
             raise
+
+
+def _live_after(limits: UploadLimits, now: float) -> float:
+    return NO_EXPIRY if limits.expire_after is None else now - limits.expire_after
+
+
+def _too_many(found: Full, repository: str) -> TooManyRequests:
+    whose = f"repository {repository}" if found.scope == "repository" else "this caller"
+    return TooManyRequests(
+        f"too many open upload sessions for {whose} (at most {found.limit}): "
+        "finish or cancel one, then try again",
+        detail={"scope": found.scope, "limit": found.limit},
+        headers={"Retry-After": str(RETRY_AFTER)},
+    )
 
 
 def _range_headers(size: int) -> dict[str, str]:
