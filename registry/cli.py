@@ -15,7 +15,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from registry.config import ConfigError, Settings, load_settings
+from registry.commandline import add_config_arguments, settings_or_exit
+from registry.config import ConfigError, Settings
 from registry.events.cli import add_commands as events_commands
 from registry.gc.cli import add_commands as gc_commands
 from registry.logs import configure_logging
@@ -32,66 +33,13 @@ from registry.search.reindex import add_commands as search_commands
 from replicator.cli import add_commands as replicator_commands
 
 
-class _ConfigPath(argparse.Action):
-    """Stores the config file given as ``FILE``, ``-c FILE`` or ``--config FILE`` in
-    ``config``; two different files are an error."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        if values is None:  # the optional positional, not given
-            return
-        given = getattr(namespace, self.dest, None)
-        if given is not None and os.path.abspath(given) != os.path.abspath(values):
-            parser.error(f"two config files given: {given} and {values}")
-        setattr(namespace, self.dest, values)
-
-
-def add_config_arguments(command: argparse.ArgumentParser, *, positional: bool = True) -> None:
-    """The config file arguments of a ``wharf`` command: ``-c/--config FILE`` and, with
-    ``positional``, a bare ``FILE`` too (``wharf serve FILE``); ``args.config`` is the file
-    or None. Commands with positional arguments of their own pass ``positional=False``."""
-    if positional:
-        command.add_argument(
-            "config",
-            nargs="?",
-            action=_ConfigPath,
-            metavar="CONFIG",
-            help="YAML config file, reference registry format (or -c/--config CONFIG)",
-        )
-        command.add_argument(
-            "-c", "--config", action=_ConfigPath, metavar="CONFIG", help="YAML config file"
-        )
-    else:
-        command.add_argument(
-            "-c",
-            "--config",
-            action=_ConfigPath,
-            metavar="CONFIG",
-            help="YAML config file (only as -c/--config here: the positional arguments are "
-            "the command's own)",
-        )
-
-
-def _settings(path: str | None) -> Settings:
-    try:
-        return load_settings(path)
-    except ConfigError as e:
-        print(f"wharf: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from registry.app import CONFIG_ENV, check_auth, create_app, make_driver
     from registry.httplimits import ConnectionLimits, protocol_class, raise_file_limit
 
-    settings = _settings(args.config)
+    settings = settings_or_exit(args.config)
     configure_logging(settings.log)
     make_driver(settings)
     try:
@@ -162,7 +110,7 @@ def _debug_listener(settings: Settings, registry: CollectorRegistry | None) -> I
 
 
 def _db(args: argparse.Namespace) -> int:
-    settings = _settings(args.config)
+    settings = settings_or_exit(args.config)
     url = settings.database_url
     if args.db_command == "upgrade":
         asyncio.run(upgrade(url))
@@ -191,7 +139,7 @@ def redact(value: Any) -> Any:
 
 
 def _config(args: argparse.Namespace) -> int:
-    settings = _settings(args.config)
+    settings = settings_or_exit(args.config)
     print(json.dumps(redact(settings.model_dump()), indent=2))
     return 0
 
@@ -216,7 +164,7 @@ def _keygen(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     from registry.middleware.auth import build_policy
 
-    settings = _settings(args.config)
+    settings = settings_or_exit(args.config)
     policy = build_policy(settings.auth.policy)
     who = None if args.user in ("-", "anonymous") else policy.identity(args.user)
     decision = policy.explain(who, args.repository)

@@ -9,6 +9,7 @@ import json
 import sys
 from typing import Any
 
+from registry.commandline import add_config_arguments
 from registry.config import ConfigError, load_settings
 from registry.meta.accounts import RobotExists, RobotNameInvalid
 from registry.meta.db import Database
@@ -70,7 +71,6 @@ def _robot(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Add ``robot create|list|revoke`` to the ``wharf`` command."""
-    from registry.cli import add_config_arguments
 
     robot = sub.add_parser("robot", help="robot (CI) accounts: create, list, revoke")
     robot_sub = robot.add_subparsers(dest="robot_command", required=True)

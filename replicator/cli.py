@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+from registry.commandline import add_config_arguments
 from registry.config import ConfigError, load_settings
 from registry.meta.db import Database
 from registry.meta.migrate import SchemaOutOfDate, ensure_schema
@@ -95,7 +96,6 @@ def _command(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Add ``replicate`` to the ``wharf`` command."""
-    from registry.cli import add_config_arguments
 
     p = sub.add_parser("replicate", help="run a replication rule now (progress on stderr)")
     p.add_argument("rule", help="the rule's name (in the config, or added through the API)")

@@ -14,6 +14,7 @@ import json
 import sys
 from typing import Any
 
+from registry.commandline import add_config_arguments
 from registry.config import ConfigError, Settings, load_settings
 from registry.meta.migrate import SchemaOutOfDate
 
@@ -157,7 +158,6 @@ def _whole(low: int) -> Any:
 
 def add_commands(sub: Any) -> None:
     """Add ``wharf events status|dead|requeue`` to the command line."""
-    from registry.cli import add_config_arguments
 
     events = sub.add_parser("events", help="notification delivery: status, dead events, requeue")
     events_sub = events.add_subparsers(dest="events_command", required=True)

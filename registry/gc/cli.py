@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from registry.commandline import add_config_arguments, settings_or_exit
 from registry.durations import parse_duration
 
 
@@ -72,13 +73,12 @@ def _positive(text: str) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     from registry.app import make_driver
-    from registry.cli import _settings
     from registry.gc.collector import Collector, GCBusy
     from registry.gc.runner import options_from
     from registry.meta.db import Database
     from registry.meta.migrate import ensure_schema
 
-    settings = _settings(args.config)
+    settings = settings_or_exit(args.config)
     options = options_from(
         settings,
         dry_run=args.dry_run,
@@ -132,7 +132,6 @@ def _gc(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Add ``wharf gc`` to the command line."""
-    from registry.cli import add_config_arguments
 
     gc = sub.add_parser(
         "gc", help="garbage collection: delete what no tag reaches (safe while serving)"

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
+from registry.commandline import add_config_arguments, settings_or_exit
 from registry.content.manifests import parse_manifest
 from registry.errors import ManifestInvalid
 from registry.meta import search as ms
@@ -51,9 +52,8 @@ async def reindex(database_url: str, blobs: BlobStore) -> tuple[int, int]:
 
 def _run(args: argparse.Namespace) -> int:
     from registry.app import make_driver
-    from registry.cli import _settings
 
-    settings = _settings(args.config)
+    settings = settings_or_exit(args.config)
     blobs = BlobStore(make_driver(settings))
     added, read = asyncio.run(reindex(settings.database_url, blobs))
     print(f"search index: {added} tags added, {read} manifests indexed")
@@ -62,7 +62,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """``wharf search reindex``."""
-    from registry.cli import add_config_arguments
 
     search = sub.add_parser("search", help="the search index")
     search_sub = search.add_subparsers(dest="search_command", required=True)
