@@ -32,9 +32,10 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from auth.ldap import LdapDirectory
+from registry.accounts.records import full_name
+from registry.accounts.setup import ldap_options
+from registry.accounts.store import check_robot
 from registry.config import LdapSettings
-from registry.meta.accounts import check_robot, full_name
-from registry.middleware.auth import ldap_options
 from tests.support.server import WharfServer, _merge
 from tests.support.slapd import (
     LDAP_POLICY,

@@ -10,11 +10,11 @@ from contextlib import AsyncExitStack
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from registry.accounts.setup import build_auth, start_auth
+from registry.accounts.token import TokenEndpoint, build_token_endpoint
 from registry.api.access import CALLER_KEY, OPEN
 from registry.api.context import Services
-from registry.api.robots import start_auth
 from registry.api.router import DistributionAPI
-from registry.api.token import TokenEndpoint, build_token_endpoint
 from registry.config import Settings, load_settings
 from registry.errors import NotFound
 from registry.events.setup import start_events
@@ -24,13 +24,7 @@ from registry.meta.db import Database
 from registry.meta.migrate import ensure_schema
 from registry.meta.store import MetadataStore
 from registry.metrics import Metrics
-from registry.middleware.auth import (
-    DISTRIBUTION,
-    METRICS,
-    MOUNTED,
-    AuthMiddleware,
-    build_auth,
-)
+from registry.middleware.auth import DISTRIBUTION, METRICS, MOUNTED, AuthMiddleware
 from registry.middleware.errors import ErrorMiddleware
 from registry.middleware.observe import ObserveMiddleware
 from registry.search.wiring import start_search

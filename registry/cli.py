@@ -15,6 +15,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from registry.accounts.cli import add_commands as robot_commands
 from registry.commandline import add_config_arguments, settings_or_exit
 from registry.config import ConfigError, Settings
 from registry.events.cli import add_commands as events_commands
@@ -28,7 +29,6 @@ from registry.meta.migrate import (
     upgrade,
 )
 from registry.metrics import MULTIPROC_ENV
-from registry.robots_cli import add_commands as robot_commands
 from registry.search.reindex import add_commands as search_commands
 from replicator.cli import add_commands as replicator_commands
 
@@ -162,7 +162,7 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from registry.middleware.auth import build_policy
+    from registry.accounts.setup import build_policy
 
     settings = settings_or_exit(args.config)
     policy = build_policy(settings.auth.policy)

@@ -224,24 +224,6 @@ class InvalidParameter(RegistryError):
     code, status, default_message = "INVALID_PARAMETER", 400, "invalid parameter"
 
 
-class RobotInvalid(RegistryError):
-    """A robot account request that cannot be used: name, groups, expiry (HTTP 400)."""
-
-    code, status, default_message = "ROBOT_INVALID", 400, "invalid robot account request"
-
-
-class RobotUnknown(RegistryError):
-    """No robot account of that name (HTTP 404)."""
-
-    code, status, default_message = "ROBOT_UNKNOWN", 404, "robot account unknown"
-
-
-class RobotExists(RegistryError):
-    """A robot account of that name exists already (HTTP 409)."""
-
-    code, status, default_message = "ROBOT_EXISTS", 409, "robot account exists already"
-
-
 class GCRunning(RegistryError):
     """A garbage collection run is going on already (HTTP 409)."""
 

@@ -9,33 +9,28 @@ needs a caller who logged in, so clients are asked for credentials there. The ca
 is open to every caller but lists only repositories the caller may pull, unless the
 caller has ``registry:catalog:*``: a filter is left in ``scope["wharf.catalog_filter"]``.
 
-With no ``auth`` configured, no middleware is installed at all.
+With no ``auth`` configured, no middleware is installed at all. What the gates are made
+of (the policy, htpasswd, LDAP, robot accounts) is composed by :mod:`registry.accounts.setup`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth import scopes as sc
-from auth.htpasswd import Htpasswd, HtpasswdError
-from auth.keys import KeyFileError, load_certificates, load_jwks
-from auth.ldap import LdapAuthenticator, LdapDirectory, LdapOptions
-from auth.logins import Login, LoginObserver, Logins, RobotCheck
-from auth.policy import Identity, Policy, Rule, Subjects
+from auth.logins import Logins
+from auth.policy import Identity, Policy
 from auth.scopes import ResourceScope
-from auth.throttle import LoginThrottle, TooManyAttempts
+from auth.throttle import TooManyAttempts
 from auth.tokens import InvalidToken, TokenVerifier
-from registry.config import AuthSettings, ConfigError, LdapSettings, PolicySettings
 from registry.errors import Denied, TooManyRequests, Unauthorized
 from registry.request_context import current_request
 
@@ -351,159 +346,3 @@ def _check_mount(scope: Scope, caller: Caller) -> None:
         return
     kept = [(k, v) for k, v in query if k not in ("mount", "from")]
     scope["query_string"] = urlencode(kept).encode("latin-1")
-
-
-def build_policy(settings: PolicySettings | None) -> Policy:
-    """The policy of ``auth.policy``; without one, any authenticated user may do all."""
-    if settings is None:
-        return Policy(open_to_authenticated=True)
-    try:
-        rules = [
-            Rule(
-                repositories=tuple(r.repositories),
-                actions=frozenset(r.actions),
-                users=frozenset(r.users),
-                groups=frozenset(r.groups),
-                authenticated=r.authenticated,
-                anonymous=r.anonymous,
-                index=i,
-            )
-            for i, r in enumerate(settings.rules)
-        ]
-    except ValueError as e:
-        raise ConfigError(f"auth.policy: {e}") from None
-    return Policy(
-        rules=rules,
-        admins=Subjects(frozenset(settings.admins.users), frozenset(settings.admins.groups)),
-        catalog_readers=Subjects(
-            frozenset(settings.catalog.users), frozenset(settings.catalog.groups)
-        ),
-        groups={g: list(members) for g, members in settings.groups.items()},
-    )
-
-
-@dataclass
-class AuthSetup:
-    """Everything auth needs, loaded once at startup from ``auth``."""
-
-    gate: Gate
-    policy: Policy
-    htpasswd: Htpasswd | None
-    throttle: LoginThrottle
-    logins: Logins
-
-    async def authenticate(self, user: str, password: str, address: str) -> Identity | None:
-        """Check a user's password against every configured source (htpasswd, LDAP,
-        robot accounts; throttled, counted and logged); their identity with groups, or
-        None. The one entry point for logins (Basic auth, the token service, the web
-        UI's sign-in)."""
-        found = await self.logins.login(user, password, address)
-        return found.identity if found is not None else None
-
-    async def login(self, user: str, password: str, address: str) -> Login | None:
-        """:meth:`authenticate`, also saying which source the user came from."""
-        return await self.logins.login(user, password, address)
-
-    @property
-    def ldap(self) -> LdapAuthenticator | None:
-        return self.logins.ldap
-
-    def start(
-        self, robots: RobotCheck, observe: LoginObserver, ldap_operation: Callable[[str], None]
-    ) -> list[asyncio.Task[None]]:
-        """Wire what needs the running app (robot accounts in the database, metrics)
-        and start the background tasks (the LDAP group refresh); the caller cancels
-        the tasks and calls :meth:`close` at shutdown."""
-        self.logins.robots = robots
-        self.logins.observe = observe
-        tasks: list[asyncio.Task[None]] = []
-        if self.logins.ldap is not None:
-            self.logins.ldap.directory.on_operation = ldap_operation
-            tasks.append(asyncio.create_task(self.logins.ldap.run_refresher(), name="ldap-refresh"))
-        return tasks
-
-    def close(self) -> None:
-        if self.logins.ldap is not None:
-            self.logins.ldap.close()
-
-
-def ldap_options(settings: LdapSettings) -> LdapOptions:
-    return LdapOptions(
-        urls=tuple(settings.urls),
-        starttls=settings.starttls,
-        cacert=settings.cacert,
-        binddn=settings.binddn,
-        bindpassword=settings.bindpassword,
-        userdn=settings.userdn,
-        userbase=settings.userbase,
-        userfilter=settings.userfilter,
-        userattr=settings.userattr,
-        groupbase=settings.groupbase,
-        groupfilter=settings.groupfilter,
-        groupkinds=tuple(settings.groupkinds),
-        timeout=settings.timeout_seconds,
-        poolsize=settings.poolsize,
-    )
-
-
-def build_ldap(settings: LdapSettings | None) -> LdapAuthenticator | None:
-    """The LDAP authenticator of ``auth.ldap`` (nothing is contacted yet)."""
-    if settings is None:
-        return None
-    if settings.cacert and not os.path.isfile(settings.cacert):
-        raise ConfigError(f"auth.ldap.cacert: cannot read {settings.cacert}")
-    try:
-        directory = LdapDirectory(ldap_options(settings))
-        for url in directory.urls:
-            directory.server(url)  # ldap3 rejects a malformed URL here
-    except Exception as e:
-        raise ConfigError(f"auth.ldap: {type(e).__name__} {e}".strip()) from None
-    return LdapAuthenticator(directory, refresh=settings.refresh_seconds)
-
-
-def build_auth(settings: AuthSettings) -> AuthSetup | None:
-    """Load the htpasswd file, keys and policy; None when auth is off. Raises
-    :class:`ConfigError` for files that cannot be used."""
-    if settings.mode == "none":
-        return None
-    policy = build_policy(settings.policy)
-    try:
-        htpasswd = Htpasswd(settings.htpasswd.path) if settings.htpasswd else None
-    except HtpasswdError as e:
-        raise ConfigError(str(e)) from None
-    limits = settings.throttle
-    throttle = LoginThrottle(
-        free=limits.free,
-        base=limits.base_seconds,
-        cap=limits.cap_seconds,
-        window=limits.window_seconds,
-        max_inflight_user=limits.maxinflight.user,
-        max_inflight_address=limits.maxinflight.address,
-    )
-    logins = Logins(policy, throttle, htpasswd, build_ldap(settings.ldap))
-    if settings.htpasswd is not None:
-        realm = settings.htpasswd.realm
-    else:
-        realm = settings.ldap.realm if settings.ldap is not None else "wharf"
-    if settings.mode == "htpasswd":
-        gate = BasicGate(logins, policy, realm)
-        return AuthSetup(gate, policy, htpasswd, throttle, logins)
-    token = settings.token
-    assert token is not None
-    try:
-        roots = load_certificates(token.rootcertbundle) if token.rootcertbundle else []
-        jwks = load_jwks(token.jwks) if token.jwks else {}
-        server = settings.tokenserver
-        if server is not None and server.enabled and not token.rootcertbundle:
-            roots = load_certificates(server.certificate)[-1:]
-        verifier = TokenVerifier(token.issuer, token.service, roots, jwks)
-    except (KeyFileError, ValueError) as e:
-        raise ConfigError(f"auth.token: {e}") from None
-    local = policy if settings.tokenserver is not None and settings.tokenserver.enabled else None
-    gate_ = TokenGate(verifier, token.realm, token.service, local, logins, realm)
-    return AuthSetup(gate_, policy, htpasswd, throttle, logins)
-
-
-def realm_path(realm: str) -> str:
-    """The path part of a realm URL (``https://host/token`` -> ``/token``)."""
-    return urlsplit(realm).path or "/"

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp
 
+from registry.accounts.setup import AuthSetup
 from registry.api.context import Services
 from registry.meta.search import apply_change
-from registry.middleware.auth import AuthSetup
 from registry.search.api import PREFIX, SearchAPI
 from registry.search.query import SearchService
 

@@ -26,11 +26,11 @@ from starlette.types import Receive, Scope, Send
 
 from auth.policy import Identity
 from auth.throttle import TooManyAttempts
+from registry.accounts.setup import AuthSetup
 from registry.api.access import caller_of, is_open
 from registry.api.context import Services
 from registry.errors import InvalidParameter, ManifestUnknown, RegistryError, Unsupported
 from registry.meta import search as ms
-from registry.middleware.auth import AuthSetup
 from registry.search.query import Params, SearchService, parse_query
 from registry.ui.session import COOKIE, Session, SessionCodec
 

@@ -10,9 +10,10 @@ import pytest
 from auth.logins import Logins
 from auth.policy import Policy
 from auth.throttle import LoginThrottle
+from registry.accounts import records as acc
+from registry.accounts.errors import RobotNameInvalid
+from registry.accounts.robots import parse_expiry
 from registry.config import ConfigError, Settings, load_settings
-from registry.meta import accounts as acc
-from registry.service.robots import parse_expiry
 
 LDAP = {"url": "ldap://127.0.0.1:1", "userbase": "ou=people,dc=x", "binddn": "cn=svc,dc=x"}
 
@@ -63,10 +64,10 @@ def test_robot_names() -> None:
     assert acc.full_name("ci") == "robot$ci"
     assert acc.full_name("robot$ci-1.a_b") == "robot$ci-1.a_b"
     for bad in ("", "robot$", "Ci", "-ci", "a" * 64, "ci/x", "c i", "ci$"):
-        with pytest.raises(acc.RobotNameInvalid):
+        with pytest.raises(RobotNameInvalid):
             acc.full_name(bad)
     assert acc.check_groups(["b", "a", "a"]) == ("a", "b")
-    with pytest.raises(acc.RobotNameInvalid):
+    with pytest.raises(RobotNameInvalid):
         acc.check_groups(["*)(cn=*"])
 
 

@@ -491,8 +491,9 @@ def test_login_throttle() -> None:
 
 def test_built_in_service_trusts_its_own_certificate(tmp_path: Path) -> None:
     """Without auth.token.rootcertbundle the registry trusts the token service's chain."""
-    from registry.api.token import build_token_endpoint
-    from registry.middleware.auth import TokenGate, build_auth
+    from registry.accounts.setup import build_auth
+    from registry.accounts.token import build_token_endpoint
+    from registry.middleware.auth import TokenGate
 
     key_pem, cert_pem = generate_self_signed()
     (tmp_path / "k").write_bytes(key_pem)

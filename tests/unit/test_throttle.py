@@ -12,8 +12,8 @@ from auth.htpasswd import Htpasswd, hash_password
 from auth.logins import Login, Logins
 from auth.policy import Policy
 from auth.throttle import LoginThrottle, TooManyAttempts
+from registry.accounts.setup import build_ldap
 from registry.config import LdapSettings
-from registry.middleware.auth import build_ldap
 from tests.support.slapd import Slapd, ldap_settings, password
 
 

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import registry.accounts.tables  # noqa: F401  (the robots table, for autogenerate)
 from registry.meta.tables import metadata
 
 connection = context.config.attributes["connection"]

@@ -7,9 +7,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from registry.accounts import records, store
+from registry.accounts.errors import RobotNameInvalid
+from registry.accounts.records import Robot
 from registry.durations import parse_duration
-from registry.meta import accounts as acc
-from registry.meta.accounts import Robot
 from registry.meta.db import Database
 
 _DAYS = re.compile(r"(\d+)d(.*)")
@@ -54,18 +55,18 @@ class RobotAccounts:
         expires: str | None = None,
         created_by: str | None = None,
     ) -> NewRobot:
-        """Raises ``ValueError`` (:class:`acc.RobotNameInvalid` for names) or
-        :class:`acc.RobotExists`."""
-        full = acc.full_name(name)
-        checked = acc.check_groups(list(groups))
+        """Raises ``ValueError`` (:class:`RobotNameInvalid` for names) or
+        :class:`~registry.accounts.errors.RobotExists`."""
+        full = records.full_name(name)
+        checked = records.check_groups(list(groups))
         expires_at = parse_expiry(expires)
         if len(description) > 1000:
             raise ValueError("description longer than 1000 characters")
-        secret = acc.new_secret()
+        secret = records.new_secret()
         robot = await self.db.run_write(
-            acc.create_robot,
+            store.create_robot,
             full,
-            acc.hash_secret(secret),
+            records.hash_secret(secret),
             description,
             checked,
             expires_at,
@@ -74,19 +75,19 @@ class RobotAccounts:
         return NewRobot(robot, secret)
 
     async def all(self) -> list[Robot]:
-        return await self.db.run_read(acc.list_robots)
+        return await self.db.run_read(store.list_robots)
 
     async def revoke(self, name: str) -> bool:
         """Delete the robot; False if there was none (or the name is not a robot's)."""
         try:
-            full = acc.full_name(name)
-        except acc.RobotNameInvalid:
+            full = records.full_name(name)
+        except RobotNameInvalid:
             return False
-        return await self.db.run_write(acc.delete_robot, full)
+        return await self.db.run_write(store.delete_robot, full)
 
     async def check(self, name: str, secret: str) -> list[str] | None:
         """The robot's groups if ``secret`` is right and it has not expired, else None."""
-        if not acc.is_robot(name) or not secret or len(secret) > 200:
+        if not records.is_robot(name) or not secret or len(secret) > 200:
             return None
-        robot = await self.db.run_read(acc.check_robot, name, secret)
+        robot = await self.db.run_read(store.check_robot, name, secret)
         return list(robot.groups) if robot is not None else None

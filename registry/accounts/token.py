@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 import logging
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
@@ -24,17 +24,12 @@ from auth.policy import Identity, Policy
 from auth.scopes import ResourceScope
 from auth.throttle import LoginThrottle, TooManyAttempts
 from auth.tokens import InvalidToken, TokenIssuer
+from registry.accounts.setup import AuthSetup
 from registry.api.http import json_response
 from registry.config import AuthSettings, ConfigError
 from registry.durations import parse_duration
 from registry.errors import RegistryError, TooManyRequests, Unauthorized, Unsupported
-from registry.middleware.auth import (
-    ANONYMOUS,
-    AuthSetup,
-    decode_basic,
-    parse_authorization,
-    realm_path,
-)
+from registry.middleware.auth import ANONYMOUS, decode_basic, parse_authorization
 
 log = logging.getLogger("wharf.auth")
 MAX_FORM = 64 * 1024
@@ -220,3 +215,8 @@ def build_token_endpoint(settings: AuthSettings, setup: AuthSetup) -> TokenEndpo
         setup.throttle,
         setup,
     )
+
+
+def realm_path(realm: str) -> str:
+    """The path part of a realm URL (``https://host/token`` -> ``/token``)."""
+    return urlsplit(realm).path or "/"

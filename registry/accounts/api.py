@@ -11,22 +11,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from contextlib import AsyncExitStack
 from typing import Any
 from urllib.parse import unquote
 
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from registry.accounts.errors import RobotConflict, RobotExists, RobotInvalid, RobotUnknown
+from registry.accounts.robots import RobotAccounts
 from registry.api.access import caller_of, require_admin
-from registry.api.context import Services
 from registry.api.http import empty, json_response
-from registry.errors import RobotExists, RobotInvalid, RobotUnknown, Unsupported
-from registry.meta import accounts as acc
-from registry.metrics import Metrics
-from registry.middleware.auth import AuthSetup
-from registry.service.robots import RobotAccounts
+from registry.errors import Unsupported
 
 log = logging.getLogger("wharf.auth")
 PREFIX = "/api/robots"
@@ -85,8 +80,8 @@ class RobotsAPI:
             made = await self.robots.create(
                 name, description, groups, expires, created_by=_who(request.scope)
             )
-        except acc.RobotExists:
-            raise RobotExists(detail={"name": name[:100]}) from None
+        except RobotExists:
+            raise RobotConflict(detail={"name": name[:100]}) from None
         except ValueError as e:
             raise RobotInvalid(str(e)) from None
         log.info("robot %s created by %s", made.robot.name, _who(request.scope))
@@ -100,27 +95,3 @@ class RobotsAPI:
 def _who(scope: Scope) -> str | None:
     caller = caller_of(scope)
     return caller.name if caller is not None else None
-
-
-def start_auth(
-    setup: AuthSetup,
-    services: Services,
-    metrics: Metrics,
-    stack: AsyncExitStack,
-    mount: Callable[[str, ASGIApp], None],
-) -> None:
-    """At startup, with auth on: robot logins against the database, ``/api/robots``,
-    login metrics, and the LDAP group refresh (cancelled and closed at shutdown)."""
-    robots = RobotAccounts(services.meta.db)
-
-    def observe(source: str, result: str, seconds: float) -> None:
-        metrics.logins.labels(source, result).inc()
-        metrics.login_duration.labels(source).observe(seconds)
-
-    def ldap_operation(operation: str) -> None:
-        metrics.ldap_operations.labels(operation).inc()
-
-    for task in setup.start(robots.check, observe, ldap_operation):
-        stack.callback(task.cancel)
-    stack.callback(setup.close)
-    mount(PREFIX, RobotsAPI(robots))

@@ -9,12 +9,12 @@ import json
 import sys
 from typing import Any
 
+from registry.accounts.errors import RobotExists, RobotNameInvalid
+from registry.accounts.robots import RobotAccounts
 from registry.commandline import add_config_arguments
 from registry.config import ConfigError, load_settings
-from registry.meta.accounts import RobotExists, RobotNameInvalid
 from registry.meta.db import Database
 from registry.meta.migrate import SchemaOutOfDate, ensure_schema
-from registry.service.robots import RobotAccounts
 
 
 async def _run(args: argparse.Namespace) -> int:

@@ -1,0 +1,203 @@
+"""Starting auth: what the ``auth`` settings make (:func:`build_auth`: the gate, policy,
+htpasswd file, LDAP directory, throttle and logins, loaded once when the app is built)
+and what needs the running app (:func:`start_auth`: robot logins against the database,
+``/api/robots``, login metrics, the LDAP group refresh)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp
+
+from auth.htpasswd import Htpasswd, HtpasswdError
+from auth.keys import KeyFileError, load_certificates, load_jwks
+from auth.ldap import LdapAuthenticator, LdapDirectory, LdapOptions
+from auth.logins import Login, LoginObserver, Logins, RobotCheck
+from auth.policy import Identity, Policy, Rule, Subjects
+from auth.throttle import LoginThrottle
+from auth.tokens import TokenVerifier
+from registry.accounts.api import PREFIX, RobotsAPI
+from registry.accounts.robots import RobotAccounts
+from registry.api.context import Services
+from registry.config import AuthSettings, ConfigError, LdapSettings, PolicySettings
+from registry.metrics import Metrics
+from registry.middleware.auth import BasicGate, Gate, TokenGate
+
+
+def build_policy(settings: PolicySettings | None) -> Policy:
+    """The policy of ``auth.policy``; without one, any authenticated user may do all."""
+    if settings is None:
+        return Policy(open_to_authenticated=True)
+    try:
+        rules = [
+            Rule(
+                repositories=tuple(r.repositories),
+                actions=frozenset(r.actions),
+                users=frozenset(r.users),
+                groups=frozenset(r.groups),
+                authenticated=r.authenticated,
+                anonymous=r.anonymous,
+                index=i,
+            )
+            for i, r in enumerate(settings.rules)
+        ]
+    except ValueError as e:
+        raise ConfigError(f"auth.policy: {e}") from None
+    return Policy(
+        rules=rules,
+        admins=Subjects(frozenset(settings.admins.users), frozenset(settings.admins.groups)),
+        catalog_readers=Subjects(
+            frozenset(settings.catalog.users), frozenset(settings.catalog.groups)
+        ),
+        groups={g: list(members) for g, members in settings.groups.items()},
+    )
+
+
+@dataclass
+class AuthSetup:
+    """Everything auth needs, loaded once at startup from ``auth``."""
+
+    gate: Gate
+    policy: Policy
+    htpasswd: Htpasswd | None
+    throttle: LoginThrottle
+    logins: Logins
+
+    async def authenticate(self, user: str, password: str, address: str) -> Identity | None:
+        """Check a user's password against every configured source (htpasswd, LDAP,
+        robot accounts; throttled, counted and logged); their identity with groups, or
+        None. The one entry point for logins (Basic auth, the token service, the web
+        UI's sign-in)."""
+        found = await self.logins.login(user, password, address)
+        return found.identity if found is not None else None
+
+    async def login(self, user: str, password: str, address: str) -> Login | None:
+        """:meth:`authenticate`, also saying which source the user came from."""
+        return await self.logins.login(user, password, address)
+
+    @property
+    def ldap(self) -> LdapAuthenticator | None:
+        return self.logins.ldap
+
+    def start(
+        self, robots: RobotCheck, observe: LoginObserver, ldap_operation: Callable[[str], None]
+    ) -> list[asyncio.Task[None]]:
+        """Wire what needs the running app (robot accounts in the database, metrics)
+        and start the background tasks (the LDAP group refresh); the caller cancels
+        the tasks and calls :meth:`close` at shutdown."""
+        self.logins.robots = robots
+        self.logins.observe = observe
+        tasks: list[asyncio.Task[None]] = []
+        if self.logins.ldap is not None:
+            self.logins.ldap.directory.on_operation = ldap_operation
+            tasks.append(asyncio.create_task(self.logins.ldap.run_refresher(), name="ldap-refresh"))
+        return tasks
+
+    def close(self) -> None:
+        if self.logins.ldap is not None:
+            self.logins.ldap.close()
+
+
+def ldap_options(settings: LdapSettings) -> LdapOptions:
+    return LdapOptions(
+        urls=tuple(settings.urls),
+        starttls=settings.starttls,
+        cacert=settings.cacert,
+        binddn=settings.binddn,
+        bindpassword=settings.bindpassword,
+        userdn=settings.userdn,
+        userbase=settings.userbase,
+        userfilter=settings.userfilter,
+        userattr=settings.userattr,
+        groupbase=settings.groupbase,
+        groupfilter=settings.groupfilter,
+        groupkinds=tuple(settings.groupkinds),
+        timeout=settings.timeout_seconds,
+        poolsize=settings.poolsize,
+    )
+
+
+def build_ldap(settings: LdapSettings | None) -> LdapAuthenticator | None:
+    """The LDAP authenticator of ``auth.ldap`` (nothing is contacted yet)."""
+    if settings is None:
+        return None
+    if settings.cacert and not os.path.isfile(settings.cacert):
+        raise ConfigError(f"auth.ldap.cacert: cannot read {settings.cacert}")
+    try:
+        directory = LdapDirectory(ldap_options(settings))
+        for url in directory.urls:
+            directory.server(url)  # ldap3 rejects a malformed URL here
+    except Exception as e:
+        raise ConfigError(f"auth.ldap: {type(e).__name__} {e}".strip()) from None
+    return LdapAuthenticator(directory, refresh=settings.refresh_seconds)
+
+
+def build_auth(settings: AuthSettings) -> AuthSetup | None:
+    """Load the htpasswd file, keys and policy; None when auth is off. Raises
+    :class:`ConfigError` for files that cannot be used."""
+    if settings.mode == "none":
+        return None
+    policy = build_policy(settings.policy)
+    try:
+        htpasswd = Htpasswd(settings.htpasswd.path) if settings.htpasswd else None
+    except HtpasswdError as e:
+        raise ConfigError(str(e)) from None
+    limits = settings.throttle
+    throttle = LoginThrottle(
+        free=limits.free,
+        base=limits.base_seconds,
+        cap=limits.cap_seconds,
+        window=limits.window_seconds,
+        max_inflight_user=limits.maxinflight.user,
+        max_inflight_address=limits.maxinflight.address,
+    )
+    logins = Logins(policy, throttle, htpasswd, build_ldap(settings.ldap))
+    if settings.htpasswd is not None:
+        realm = settings.htpasswd.realm
+    else:
+        realm = settings.ldap.realm if settings.ldap is not None else "wharf"
+    if settings.mode == "htpasswd":
+        gate = BasicGate(logins, policy, realm)
+        return AuthSetup(gate, policy, htpasswd, throttle, logins)
+    token = settings.token
+    assert token is not None
+    try:
+        roots = load_certificates(token.rootcertbundle) if token.rootcertbundle else []
+        jwks = load_jwks(token.jwks) if token.jwks else {}
+        server = settings.tokenserver
+        if server is not None and server.enabled and not token.rootcertbundle:
+            roots = load_certificates(server.certificate)[-1:]
+        verifier = TokenVerifier(token.issuer, token.service, roots, jwks)
+    except (KeyFileError, ValueError) as e:
+        raise ConfigError(f"auth.token: {e}") from None
+    local = policy if settings.tokenserver is not None and settings.tokenserver.enabled else None
+    gate_ = TokenGate(verifier, token.realm, token.service, local, logins, realm)
+    return AuthSetup(gate_, policy, htpasswd, throttle, logins)
+
+
+def start_auth(
+    setup: AuthSetup,
+    services: Services,
+    metrics: Metrics,
+    stack: AsyncExitStack,
+    mount: Callable[[str, ASGIApp], None],
+) -> None:
+    """At startup, with auth on: robot logins against the database, ``/api/robots``,
+    login metrics, and the LDAP group refresh (cancelled and closed at shutdown)."""
+    robots = RobotAccounts(services.meta.db)
+
+    def observe(source: str, result: str, seconds: float) -> None:
+        metrics.logins.labels(source, result).inc()
+        metrics.login_duration.labels(source).observe(seconds)
+
+    def ldap_operation(operation: str) -> None:
+        metrics.ldap_operations.labels(operation).inc()
+
+    for task in setup.start(robots.check, observe, ldap_operation):
+        stack.callback(task.cancel)
+    stack.callback(setup.close)
+    mount(PREFIX, RobotsAPI(robots))
