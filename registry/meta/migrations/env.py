@@ -2,6 +2,8 @@
 
 from alembic import context
 
+import registry.search.tables  # the features' tables, for autogenerate
+import registry.ui.tables  # noqa: F401
 from registry.meta.tables import metadata
 
 connection = context.config.attributes["connection"]
