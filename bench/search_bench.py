@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import create_engine, insert
 
-from registry.meta import search as ms
 from registry.meta.db import Database
 from registry.meta.migrate import ensure_schema
 from registry.meta.tables import (
@@ -42,6 +41,7 @@ from registry.meta.tables import (
     repositories,
     tags,
 )
+from registry.search import tables as ms
 from registry.search.query import Params, SearchService, parse_query
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

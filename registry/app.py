@@ -27,11 +27,13 @@ from registry.metrics import Metrics
 from registry.middleware.auth import DISTRIBUTION, METRICS, MOUNTED, AuthMiddleware
 from registry.middleware.errors import ErrorMiddleware
 from registry.middleware.observe import ObserveMiddleware
-from registry.search.wiring import start_search
+from registry.search.setup import facts_reader, start_search
 from registry.service.blobs import BlobService
+from registry.service.facts import FactsReader, no_facts
 from registry.service.manifests import ManifestService
 from registry.service.purge import UploadPurger
 from registry.service.uploads import UploadService
+from registry.ui.setup import start_ui
 from replicator.mirror import install_mirrors
 from replicator.setup import start_replication
 from storage.blobs import BlobStore
@@ -86,7 +88,9 @@ def check_auth(settings: Settings) -> None:
         build_token_endpoint(settings.auth, setup)
 
 
-async def build_services(settings: Settings, stack: AsyncExitStack) -> Services:
+async def build_services(
+    settings: Settings, stack: AsyncExitStack, facts: FactsReader = no_facts
+) -> Services:
     """Open the database (creating the schema if empty) and wire the services."""
     driver = make_driver(settings)
     await ensure_schema(settings.database_url)
@@ -100,7 +104,9 @@ async def build_services(settings: Settings, stack: AsyncExitStack) -> Services:
         meta=meta,
         blobs=BlobService(meta, blobs, delete),
         uploads=UploadService(meta, UploadStore(driver)),
-        manifests=ManifestService(meta, blobs, delete, settings.validation.manifestmaxsize),
+        manifests=ManifestService(
+            meta, blobs, delete, settings.validation.manifestmaxsize, facts=facts
+        ),
     )
 
 
@@ -138,7 +144,7 @@ class Wharf:
         executor = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="wharf-io")
         asyncio.get_running_loop().set_default_executor(executor)
         self._stack.callback(executor.shutdown, wait=False)
-        self.services = await build_services(self.settings, self._stack)
+        self.services = await build_services(self.settings, self._stack, facts=facts_reader())
         self.services = install_mirrors(self.services, self._stack)  # pull-through (#6)
         self._api = DistributionAPI(self.services)
         purging = self.settings.storage.maintenance.uploadpurging
@@ -169,7 +175,8 @@ class Wharf:
         start_gc(self.services, self.metrics.registry, self._stack, self.mount)  # online GC (#7)
         if self._auth is not None:  # robot accounts, LDAP group refresh, login metrics (#4)
             start_auth(self._auth, self.services, self.metrics, self._stack, self.mount)
-        start_search(self.services, self.mount, self._auth)  # search, web UI (#8)
+        search = start_search(self.services, self.mount)  # search (#8)
+        start_ui(self.services, search, self.mount, self._auth)  # web UI (#8)
         start_events(self.services, self.metrics.registry, self._stack, self.mount)  # (#5)
         replication = start_replication(self.services, self.metrics, self.mount)  # (#6)
         if replication is not None:

@@ -29,7 +29,7 @@ from registry.meta.migrate import (
     upgrade,
 )
 from registry.metrics import MULTIPROC_ENV
-from registry.search.reindex import add_commands as search_commands
+from registry.search.cli import add_commands as search_commands
 from replicator.cli import add_commands as replicator_commands
 
 

@@ -5,7 +5,7 @@ an image config) gives the platform, labels, creation time, entrypoint, command,
 environment; the manifest gives its annotations and layers. For an index: the platforms
 its descriptors name, and the children's digests (the index hook adds the children's
 stored platforms and labels). The result is the ``details`` of the push's
-:class:`~registry.meta.changes.Change`; :mod:`registry.meta.search` stores it.
+:class:`~registry.meta.changes.Change`; :mod:`registry.search.store_index` stores it.
 
 Facts are best effort: nothing read here ever refuses a push. A config blob that is not
 JSON, not an object, nested too deeply, too large or with fields of the wrong types gives

@@ -1,7 +1,8 @@
 """Search queries: parsing the parameters, permission filtering, cursors, pages.
 
 Used by the JSON API (:mod:`registry.search.api`) and the web UI alike. Everything is
-answered from the database (:mod:`registry.meta.search`); nothing reads storage.
+answered from the database (:mod:`registry.search.store`,
+:mod:`registry.search.store_browse`); nothing reads storage.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection
-
 from registry.content.names import parse_reference
 from registry.errors import InvalidParameter
-from registry.meta import search as ms
 from registry.meta.db import Database
+from registry.search import store
+from registry.search import store_browse as browse
 from storage.digest import Digest, InvalidDigest
 
 Allowed = Callable[[str], bool]  # may the caller pull this repository?
@@ -45,7 +45,7 @@ class Params:
 class Query:
     """A parsed search: the filter, the order, the page."""
 
-    filter: ms.SearchFilter
+    filter: store.SearchFilter
     sort: str = "name"
     descending: bool = False
     limit: int = DEFAULT_PAGE
@@ -116,8 +116,10 @@ def parse_query(params: Params, default_sort: str = "name") -> Query:
     sort = params.get("sort") or default_sort
     descending = sort.startswith("-")
     sort = sort.lstrip("-")
-    if sort not in ms.SORT_KEYS:
-        raise InvalidParameter(f"sort must be one of {', '.join(ms.SORT_KEYS)} (- for descending)")
+    if sort not in store.SORT_KEYS:
+        raise InvalidParameter(
+            f"sort must be one of {', '.join(store.SORT_KEYS)} (- for descending)"
+        )
     raw_n = params.get("n")
     try:
         limit = DEFAULT_PAGE if raw_n is None else int(raw_n)
@@ -126,7 +128,7 @@ def parse_query(params: Params, default_sort: str = "name") -> Query:
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidParameter(f"n must be between 1 and {MAX_PAGE}")
     cursor = params.get("cursor")
-    f = ms.SearchFilter(
+    f = store.SearchFilter(
         name=params.get("name"),
         prefix=params.get("prefix"),
         repository=params.get("repository"),
@@ -156,7 +158,7 @@ def _iso(value: datetime) -> str:
     return (value.replace(tzinfo=UTC) if value.tzinfo is None else value).isoformat()
 
 
-def row_json(row: ms.TagRow, platforms: list[str], total: int | None) -> dict[str, Any]:
+def row_json(row: store.TagRow, platforms: list[str], total: int | None) -> dict[str, Any]:
     """A result: ``size`` is the manifest's, ``imageSize`` its config and layers (all
     platforms' for an index; None if not indexed)."""
     return {
@@ -172,14 +174,6 @@ def row_json(row: ms.TagRow, platforms: list[str], total: int | None) -> dict[st
     }
 
 
-def _page(
-    conn: Connection, query: Query
-) -> tuple[list[ms.TagRow], dict[int, list[str]], dict[int, int]]:
-    rows = ms.search(conn, query.filter, query.sort, query.descending, query.after, query.limit + 1)
-    ids = [r.manifest_id for r in rows[: query.limit]]
-    return rows, ms.platforms_of(conn, ids), ms.total_sizes(conn, ids)
-
-
 class SearchService:
     """Searches and browsing, limited to the repositories a caller may pull."""
 
@@ -190,7 +184,7 @@ class SearchService:
         """The repositories ``allowed`` lets the caller pull; None if all of them."""
         if allowed is None:
             return None
-        repos = await self.db.run_read(ms.repository_ids)
+        repos = await self.db.run_read(store.repository_ids)
         visible = [(i, name) for i, name in repos if allowed(name)]
         return None if len(visible) == len(repos) else visible
 
@@ -208,13 +202,15 @@ class SearchService:
                 repository_range=(min(names), max(names)),
             )
             query = replace(query, filter=narrowed)
-        rows, platforms, totals = await self.db.run_read(_page, query)
+        rows, platforms, totals = await self.db.run_read(
+            store.page, query.filter, query.sort, query.descending, query.after, query.limit
+        )
         more = len(rows) > query.limit
         rows = rows[: query.limit]
         cursor = None
         if more and rows:
             cursor = encode_cursor(
-                query.sort, query.descending, ms.cursor_values(rows[-1], query.sort)
+                query.sort, query.descending, store.cursor_values(rows[-1], query.sort)
             )
         found = [
             row_json(r, platforms.get(r.manifest_id, []), totals.get(r.manifest_id)) for r in rows
@@ -223,7 +219,7 @@ class SearchService:
 
     async def repository(self, name: str) -> dict[str, int] | None:
         """Counts of a repository; None if unknown."""
-        return await self.db.run_read(ms.repository_summary, name)
+        return await self.db.run_read(browse.repository_summary, name)
 
     async def image(self, repository: str, reference: str) -> dict[str, Any] | None:
         """The image page's facts of a tag or digest; None if there is no such manifest."""
@@ -232,15 +228,15 @@ class SearchService:
         except InvalidDigest:
             return None
         info = await self.db.run_read(
-            ms.manifest_info, repository, tag, str(digest) if digest else None
+            browse.manifest_info, repository, tag, str(digest) if digest else None
         )
         return image_json(info) if info is not None else None
 
     async def counts(self) -> dict[str, int]:
-        return await self.db.run_read(ms.index_counts)
+        return await self.db.run_read(browse.index_counts)
 
 
-def image_json(info: ms.ManifestInfo) -> dict[str, Any]:
+def image_json(info: browse.ManifestInfo) -> dict[str, Any]:
     """The JSON of the image endpoint (and what the image page shows)."""
     detail = info.detail
     layers = detail.get("layers")

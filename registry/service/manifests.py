@@ -25,7 +25,7 @@ from registry.meta import queries as q
 from registry.meta.gc import DigestBusy
 from registry.meta.records import ManifestRecord, NewManifest
 from registry.meta.store import MetadataStore, MissingReferences, check_references
-from registry.search.facts import details_for
+from registry.service.facts import FactsReader, no_facts
 from storage.blobs import BlobNotFound, BlobStore
 from storage.digest import Digest, InvalidDigest
 
@@ -103,11 +103,14 @@ class ManifestService:
         blobs: BlobStore,
         delete_enabled: bool,
         max_size: int,
+        *,
+        facts: FactsReader = no_facts,
     ) -> None:
         self.meta = meta
         self.blobs = blobs
         self.delete_enabled = delete_enabled
         self.max_size = max_size
+        self.facts = facts
         self.cache = ManifestCache()
 
     async def put(
@@ -133,7 +136,7 @@ class ManifestService:
         new = _new_manifest(digest, body, parsed)
         missing, details = await asyncio.gather(
             self._missing(repository, new),
-            details_for(self.blobs, parsed),  # facts for the search index; never raises
+            self.facts(self.blobs, parsed),  # facts for the change hooks; never raises
         )
         if missing:
             raise ManifestBlobUnknown(detail={"missing": missing})

@@ -30,9 +30,9 @@ from registry.accounts.setup import AuthSetup
 from registry.api.access import caller_of, is_open
 from registry.api.context import Services
 from registry.errors import InvalidParameter, ManifestUnknown, RegistryError, Unsupported
-from registry.meta import search as ms
 from registry.search.query import Params, SearchService, parse_query
 from registry.ui.session import COOKIE, Session, SessionCodec
+from registry.ui.store import session_secret
 
 log = logging.getLogger("wharf.ui")
 
@@ -132,9 +132,7 @@ class WebUI:
         if self._codec is None:
             import secrets
 
-            key = await self.services.meta.db.run_write(
-                ms.session_secret, secrets.token_urlsafe(48)
-            )
+            key = await self.services.meta.db.run_write(session_secret, secrets.token_urlsafe(48))
             self._codec = SessionCodec(key)
         return self._codec
 

@@ -33,9 +33,10 @@ from tests.support.server import WharfServer
 
 def all_tables() -> list[str]:
     """Every table the code defines (each feature's module adds its own)."""
-    for module in ("outbox", "gc_tables", "search", "replication", "mirror"):
+    for module in ("outbox", "gc_tables", "replication", "mirror"):
         importlib.import_module(f"registry.meta.{module}")
-    importlib.import_module("registry.accounts.tables")
+    for module in ("registry.accounts.tables", "registry.search.tables", "registry.ui.tables"):
+        importlib.import_module(module)
     return list(metadata.tables)
 
 

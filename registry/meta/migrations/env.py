@@ -2,7 +2,7 @@
 
 from alembic import context
 
-import registry.accounts.tables  # noqa: F401  (the robots table, for autogenerate)
+# every feature's tables, so that autogenerate sees the whole schema
 from registry.meta.tables import metadata
 
 connection = context.config.attributes["connection"]

@@ -16,9 +16,9 @@ from typing import Any
 from registry.commandline import add_config_arguments, settings_or_exit
 from registry.content.manifests import parse_manifest
 from registry.errors import ManifestInvalid
-from registry.meta import search as ms
 from registry.meta.db import Database
 from registry.meta.migrate import ensure_schema
+from registry.search import store_index
 from registry.search.facts import details_for
 from storage.blobs import BlobNotFound, BlobStore
 from storage.digest import Digest
@@ -32,9 +32,9 @@ async def reindex(database_url: str, blobs: BlobStore) -> tuple[int, int]:
     await ensure_schema(database_url)
     db = Database(database_url)
     try:
-        added = await db.run_write(ms.backfill_tags)
+        added = await db.run_write(store_index.backfill_tags)
         read = 0
-        while batch := await db.run_read(ms.unindexed_manifests, BATCH):
+        while batch := await db.run_read(store_index.unindexed_manifests, BATCH):
             for item in batch:
                 details: dict[str, Any] = {}
                 try:
@@ -43,7 +43,7 @@ async def reindex(database_url: str, blobs: BlobStore) -> tuple[int, int]:
                     details = dict(await details_for(blobs, parsed))
                 except (BlobNotFound, ManifestInvalid) as e:
                     log.warning("%s@%s: not indexed: %s", item.repository, item.digest, e)
-                await db.run_write(ms.write_facts, item.repository, item.digest, details)
+                await db.run_write(store_index.write_facts, item.repository, item.digest, details)
                 read += 1
         return added, read
     finally:
