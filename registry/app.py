@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 
@@ -18,7 +19,7 @@ from registry.api.token import TokenEndpoint, build_token_endpoint
 from registry.config import Settings, load_settings
 from registry.errors import NotFound
 from registry.events.setup import start_events
-from registry.gc.feature import start_gc
+from registry.gc.setup import gc_pins, start_gc
 from registry.logs import configure_logging
 from registry.meta.db import Database
 from registry.meta.migrate import ensure_schema
@@ -36,6 +37,7 @@ from registry.middleware.observe import ObserveMiddleware
 from registry.search.wiring import start_search
 from registry.service.blobs import BlobService
 from registry.service.manifests import ManifestService
+from registry.service.pins import Pins
 from registry.service.purge import UploadPurger
 from registry.service.uploads import UploadService
 from replicator.mirror import install_mirrors
@@ -92,8 +94,13 @@ def check_auth(settings: Settings) -> None:
         build_token_endpoint(settings.auth, setup)
 
 
-async def build_services(settings: Settings, stack: AsyncExitStack) -> Services:
-    """Open the database (creating the schema if empty) and wire the services."""
+async def build_services(
+    settings: Settings,
+    stack: AsyncExitStack,
+    pins: Callable[[Database, Settings], Pins] | None = None,
+) -> Services:
+    """Open the database (creating the schema if empty) and wire the services, with the
+    ``pins`` a garbage collector makes for them (none if None)."""
     driver = make_driver(settings)
     await ensure_schema(settings.database_url)
     db = Database(settings.database_url, settings.database.poolsize, settings.database.echo)
@@ -101,12 +108,15 @@ async def build_services(settings: Settings, stack: AsyncExitStack) -> Services:
     meta = MetadataStore(db)
     blobs = BlobStore(driver)
     delete = settings.storage.delete.enabled
+    held = pins(db, settings) if pins is not None else None
     return Services(
         settings=settings,
         meta=meta,
-        blobs=BlobService(meta, blobs, delete),
-        uploads=UploadService(meta, UploadStore(driver)),
-        manifests=ManifestService(meta, blobs, delete, settings.validation.manifestmaxsize),
+        blobs=BlobService(meta, blobs, delete, held),
+        uploads=UploadService(meta, UploadStore(driver), pins=held),
+        manifests=ManifestService(
+            meta, blobs, delete, settings.validation.manifestmaxsize, pins=held
+        ),
     )
 
 
@@ -144,7 +154,7 @@ class Wharf:
         executor = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="wharf-io")
         asyncio.get_running_loop().set_default_executor(executor)
         self._stack.callback(executor.shutdown, wait=False)
-        self.services = await build_services(self.settings, self._stack)
+        self.services = await build_services(self.settings, self._stack, pins=gc_pins)
         self.services = install_mirrors(self.services, self._stack)  # pull-through (#6)
         self._api = DistributionAPI(self.services)
         purging = self.settings.storage.maintenance.uploadpurging

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import registry.gc.tables  # noqa: F401  (GC's tables, for autogenerate)
 from registry.meta.tables import metadata
 
 connection = context.config.attributes["connection"]
