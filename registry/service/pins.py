@@ -2,8 +2,8 @@
 them, so that it never deletes what a push relies on (issue #7, ``docs/gc.md``).
 
 The services take a :class:`Pins` at construction; :class:`NoPins` (no collector) is
-the default. Garbage collection supplies its own (``registry.gc.guard.PushGuard``) and
-raises the exceptions below from its SQL; the services turn them into OCI errors.
+the default. Garbage collection supplies its own (its push guard) and raises the
+exceptions below from its SQL; the services turn them into OCI errors.
 """
 
 from __future__ import annotations
