@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 
@@ -18,7 +19,7 @@ from registry.api.router import DistributionAPI
 from registry.config import Settings, load_settings
 from registry.errors import NotFound
 from registry.events.setup import start_events
-from registry.gc.feature import start_gc
+from registry.gc.setup import gc_pins, start_gc
 from registry.logs import configure_logging
 from registry.meta.db import Database
 from registry.meta.migrate import ensure_schema
@@ -31,6 +32,7 @@ from registry.search.setup import facts_reader, start_search
 from registry.service.blobs import BlobService
 from registry.service.facts import FactsReader, no_facts
 from registry.service.manifests import ManifestService
+from registry.service.pins import Pins
 from registry.service.purge import UploadPurger
 from registry.service.uploads import UploadService
 from registry.ui.setup import start_ui
@@ -89,9 +91,14 @@ def check_auth(settings: Settings) -> None:
 
 
 async def build_services(
-    settings: Settings, stack: AsyncExitStack, facts: FactsReader = no_facts
+    settings: Settings,
+    stack: AsyncExitStack,
+    pins: Callable[[Database, Settings], Pins] | None = None,
+    facts: FactsReader = no_facts,
 ) -> Services:
-    """Open the database (creating the schema if empty) and wire the services."""
+    """Open the database (creating the schema if empty) and wire the services, with the
+    ``pins`` a garbage collector makes for them (none if None) and the ``facts`` the
+    search index reads from a manifest before its push commits."""
     driver = make_driver(settings)
     await ensure_schema(settings.database_url)
     db = Database(settings.database_url, settings.database.poolsize, settings.database.echo)
@@ -99,13 +106,14 @@ async def build_services(
     meta = MetadataStore(db)
     blobs = BlobStore(driver)
     delete = settings.storage.delete.enabled
+    held = pins(db, settings) if pins is not None else None
     return Services(
         settings=settings,
         meta=meta,
-        blobs=BlobService(meta, blobs, delete),
-        uploads=UploadService(meta, UploadStore(driver)),
+        blobs=BlobService(meta, blobs, delete, held),
+        uploads=UploadService(meta, UploadStore(driver), pins=held),
         manifests=ManifestService(
-            meta, blobs, delete, settings.validation.manifestmaxsize, facts=facts
+            meta, blobs, delete, settings.validation.manifestmaxsize, pins=held, facts=facts
         ),
     )
 
@@ -144,7 +152,9 @@ class Wharf:
         executor = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="wharf-io")
         asyncio.get_running_loop().set_default_executor(executor)
         self._stack.callback(executor.shutdown, wait=False)
-        self.services = await build_services(self.settings, self._stack, facts=facts_reader())
+        self.services = await build_services(
+            self.settings, self._stack, pins=gc_pins, facts=facts_reader()
+        )
         self.services = install_mirrors(self.services, self._stack)  # pull-through (#6)
         self._api = DistributionAPI(self.services)
         purging = self.settings.storage.maintenance.uploadpurging

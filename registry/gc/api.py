@@ -24,8 +24,8 @@ from registry.api.http import json_response
 from registry.config import Settings
 from registry.durations import parse_duration
 from registry.errors import GCRunUnknown, InvalidParameter, NotFound, Unsupported
+from registry.gc import store_mark, store_runs, store_usage
 from registry.gc.runner import GCRunner, options_from_request
-from registry.meta import gc as sql
 from registry.meta.db import Database
 
 PREFIX = "/api/gc"
@@ -70,7 +70,7 @@ class GCAPI:
                 raise Unsupported(f"{method} is not allowed here")
             run_id = _int(path.rsplit("/", 1)[1], "run id", None)
             assert run_id is not None
-            found = await self.db.run_read(sql.get_run, run_id)
+            found = await self.db.run_read(store_runs.get_run, run_id)
             if found is None:
                 raise GCRunUnknown(detail={"id": run_id})
             body, status = found, 200
@@ -102,11 +102,11 @@ class GCAPI:
         limit = _int(request.query_params.get("n"), "n", 20)
         assert limit is not None
         before = _int(request.query_params.get("before"), "before", None)
-        runs = await self.db.run_read(sql.list_runs, min(max(limit, 1), 1000), before)
+        runs = await self.db.run_read(store_runs.list_runs, min(max(limit, 1), 1000), before)
         return {"runs": runs}
 
     async def _usage(self) -> dict[str, Any]:
         grace = parse_duration(self.settings.gc.grace)
-        opts = sql.MarkOptions(cutoff=time.time() - grace)
-        result: dict[str, Any] = await self.db.run_read(sql.usage, opts)
+        opts = store_mark.MarkOptions(cutoff=time.time() - grace)
+        result: dict[str, Any] = await self.db.run_read(store_usage.usage, opts)
         return result

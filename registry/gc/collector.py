@@ -4,7 +4,7 @@ The order of a run (see ``docs/gc.md``):
 
 1. take the lease (one run at a time on all nodes) and record the run;
 2. finish the files an interrupted run doomed (``gc_doomed`` rows: rows already gone);
-3. mark in SQL (``registry.meta.gc.mark``);
+3. mark in SQL (``registry.gc.store_mark.mark``);
 4. sweep manifests (parents and subjects first), then unused links, then blobs: each batch
    is decided again in its own write transaction under the digest locks, rows before files;
 5. bytes no row names: files of deleted manifests, then orphans found by walking
@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from registry.meta import gc as sql
+from registry.gc import store_doom, store_lease, store_mark, store_runs
 from registry.meta.changes import ChangeHook
 from registry.meta.db import Database
 from storage.digest import Digest, InvalidDigest
@@ -133,7 +133,7 @@ def _batches(items: Sequence[T], size: int) -> list[Sequence[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _parents_first(found: sql.MarkResult) -> list[sql.ManifestCandidate]:
+def _parents_first(found: store_mark.MarkResult) -> list[store_mark.ManifestCandidate]:
     """Candidates ordered so that a parent index or subject comes before what it keeps."""
     by_id = {m.id: m for m in found.manifests}
     incoming: dict[int, int] = dict.fromkeys(by_id, 0)
@@ -143,7 +143,7 @@ def _parents_first(found: sql.MarkResult) -> list[sql.ManifestCandidate]:
             outgoing.setdefault(a, []).append(b)
             incoming[b] += 1
     ready = [i for i, n in incoming.items() if n == 0]
-    ordered: list[sql.ManifestCandidate] = []
+    ordered: list[store_mark.ManifestCandidate] = []
     while ready:
         current = ready.pop()
         ordered.append(by_id[current])
@@ -186,18 +186,22 @@ class Collector:
         """Take the lease (real runs) and record the run; :class:`GCBusy` if taken."""
         now = time.time()
         if not options.dry_run:
-            current = await self.db.run_read(sql.lease_holder, now)
+            current = await self.db.run_read(store_lease.lease_holder, now)
             dead = current if current is not None and _died_here(current) else None
-            taken = await self.db.run_write(sql.acquire_lease, self.holder, now, LEASE_TTL, dead)
+            taken = await self.db.run_write(
+                store_lease.acquire_lease, self.holder, now, LEASE_TTL, dead
+            )
             if not taken:
                 raise GCBusy("another garbage collection is running")
             self._lease_ok_at = time.monotonic()
         opts = asdict(options)
         self.run_id = await self.db.run_write(
-            sql.start_run, self.holder, trigger, options.dry_run, opts, now
+            store_runs.start_run, self.holder, trigger, options.dry_run, opts, now
         )
         if not options.dry_run:
-            await self.db.run_write(sql.renew_lease, self.holder, now, LEASE_TTL, self.run_id)
+            await self.db.run_write(
+                store_lease.renew_lease, self.holder, now, LEASE_TTL, self.run_id
+            )
         return self.run_id
 
     async def execute(self, options: GCOptions) -> GCResult:
@@ -213,7 +217,7 @@ class Collector:
             with contextlib.suppress(Exception):
                 await asyncio.shield(
                     self.db.run_write(
-                        sql.finish_run,
+                        store_runs.finish_run,
                         self.run_id,
                         "failed",
                         result.summary(),
@@ -228,10 +232,10 @@ class Collector:
                 await beat
             if not options.dry_run:
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self.db.run_write(sql.release_lease, self.holder))
+                    await asyncio.shield(self.db.run_write(store_lease.release_lease, self.holder))
         result.duration_seconds = time.monotonic() - started
         await self.db.run_write(
-            sql.finish_run, self.run_id, "done", result.summary(), None, time.time()
+            store_runs.finish_run, self.run_id, "done", result.summary(), None, time.time()
         )
         log.info(
             "garbage collection %s%s: %d manifests, %d blobs, %d links, %d orphan files, "
@@ -268,10 +272,10 @@ class Collector:
             now = time.time()
             progress = {"phase": self._phase, "done": self._done, "total": self._total}
             try:
-                await self.db.run_write(sql.progress_run, self.run_id, progress, now)
+                await self.db.run_write(store_runs.progress_run, self.run_id, progress, now)
                 if not dry_run:
                     if await self.db.run_write(
-                        sql.renew_lease, self.holder, now, LEASE_TTL, self.run_id
+                        store_lease.renew_lease, self.holder, now, LEASE_TTL, self.run_id
                     ):
                         self._lease_ok_at = time.monotonic()
                     else:
@@ -293,15 +297,15 @@ class Collector:
         cutoff = now - options.grace
         if not options.dry_run:
             self._set("leftovers")
-            leftovers = await self.db.run_write(sql.adopt_doomed, run_id)
+            leftovers = await self.db.run_write(store_doom.adopt_doomed, run_id)
             if leftovers:
                 result.leftover_files_deleted = await self._delete_files(leftovers, run_id)
                 result.bytes_reclaimed += sum(s for _, s in leftovers)
         self._set("mark")
         mark_started = time.monotonic()
         untagged_cutoff = now - options.untagged_age if options.untagged_age is not None else None
-        mark_opts = sql.MarkOptions(cutoff, options.delete_untagged, untagged_cutoff)
-        found = await self.db.run_read(sql.mark, mark_opts)
+        mark_opts = store_mark.MarkOptions(cutoff, options.delete_untagged, untagged_cutoff)
+        found = await self.db.run_read(store_mark.mark, mark_opts)
         result.mark_seconds = time.monotonic() - mark_started
         result.live_manifests, result.live_blobs = found.live_manifests, found.live_blobs
         sweep_started = time.monotonic()
@@ -314,11 +318,11 @@ class Collector:
             purged = await self.uploads.purge(now - options.upload_age, options.dry_run)
             result.uploads_purged = len(purged)
         if not options.dry_run:
-            await self.db.run_write(sql.prune_seen, now - max(options.grace * 2, SEEN_KEEP))
+            await self.db.run_write(store_doom.prune_seen, now - max(options.grace * 2, SEEN_KEEP))
         result.sweep_seconds = time.monotonic() - sweep_started
 
     async def _dry(
-        self, found: sql.MarkResult, options: GCOptions, result: GCResult, cutoff: float
+        self, found: store_mark.MarkResult, options: GCOptions, result: GCResult, cutoff: float
     ) -> None:
         result.manifests_deleted = len(found.manifests)
         result.blobs_deleted = len(found.blobs)
@@ -326,14 +330,14 @@ class Collector:
         # a candidate manifest's bytes go unless another (live) row keeps its digest
         gone_ids = frozenset(m.id for m in found.manifests)
         candidates = sorted({m.digest for m in found.manifests})
-        kept = await self.db.run_read(sql.kept_digests, candidates, gone_ids)
+        kept = await self.db.run_read(store_doom.kept_digests, candidates, gone_ids)
         files = {m.digest: m.size for m in found.manifests if m.digest not in kept}
         result.bytes_reclaimed = sum(s for _, s in found.blobs) + sum(files.values())
         orphans: list[str] = []
         if options.walk:
             self._set("walk")
             async for batch in self._walk_batches(options.batch):
-                known = await self.db.run_read(sql.known_digests, [d for d, _, _ in batch])
+                known = await self.db.run_read(store_doom.known_digests, [d for d, _, _ in batch])
                 for digest, size, mtime in batch:
                     if digest not in known and digest not in files and mtime < cutoff:
                         orphans.append(digest)
@@ -348,7 +352,7 @@ class Collector:
 
     async def _sweep(
         self,
-        found: sql.MarkResult,
+        found: store_mark.MarkResult,
         options: GCOptions,
         result: GCResult,
         cutoff: float,
@@ -360,7 +364,7 @@ class Collector:
         self._set("manifests", 0, len(ordered))
         for batch in _batches(ordered, options.batch):
             deleted, spared = await self.db.run_write(
-                sql.doom_manifests, batch, frozenset(pending), cutoff, self.hooks
+                store_doom.doom_manifests, batch, frozenset(pending), cutoff, self.hooks
             )
             pending -= {m.id for m in batch}
             result.manifests_deleted += len(deleted)
@@ -370,11 +374,13 @@ class Collector:
             self._advance(len(batch))
         self._set("links", 0, len(found.links))
         for link_batch in _batches(found.links, options.batch):
-            result.links_deleted += await self.db.run_write(sql.doom_links, link_batch, cutoff)
+            result.links_deleted += await self.db.run_write(
+                store_doom.doom_links, link_batch, cutoff
+            )
             self._advance(len(link_batch))
         self._set("blobs", 0, len(found.blobs))
         for blob_batch in _batches(found.blobs, options.batch):
-            doomed = await self.db.run_write(sql.doom_blobs, blob_batch, run_id, cutoff)
+            doomed = await self.db.run_write(store_doom.doom_blobs, blob_batch, run_id, cutoff)
             result.blobs_spared += len(blob_batch) - len(doomed)
             await self._delete_files(doomed, run_id)
             result.blobs_deleted += len(doomed)
@@ -386,17 +392,19 @@ class Collector:
         for file_batch in _batches(items, options.batch):
             stats = [(d, s, await self._mtime(d)) for d, s in file_batch]
             present = [(d, s, m) for d, s, m in stats if m is not None]
-            doomed = await self.db.run_write(sql.doom_files, present, run_id, cutoff)
+            doomed = await self.db.run_write(store_doom.doom_files, present, run_id, cutoff)
             await self._delete_files(doomed, run_id)
             result.bytes_reclaimed += sum(s for _, s in doomed)
             self._advance(len(file_batch))
         if options.walk:
             self._set("walk")
             async for walk_batch in self._walk_batches(options.batch):
-                known = await self.db.run_read(sql.known_digests, [d for d, _, _ in walk_batch])
+                known = await self.db.run_read(
+                    store_doom.known_digests, [d for d, _, _ in walk_batch]
+                )
                 unknown = [b for b in walk_batch if b[0] not in known and b[2] < cutoff]
                 if unknown:
-                    doomed = await self.db.run_write(sql.doom_files, unknown, run_id, cutoff)
+                    doomed = await self.db.run_write(store_doom.doom_files, unknown, run_id, cutoff)
                     await self._delete_files(doomed, run_id)
                     result.orphan_files_deleted += len(doomed)
                     result.bytes_reclaimed += sum(s for _, s in doomed)
@@ -446,7 +454,7 @@ class Collector:
         done = [d for p, d in paths.items() if p not in failed]
         for p in failed:
             log.warning("gc could not delete %s; the next run tries again", p)
-        await self.db.run_write(sql.forget_doomed, done, run_id)
+        await self.db.run_write(store_doom.forget_doomed, done, run_id)
         return len(done)
 
 

@@ -16,9 +16,9 @@ from prometheus_client import CollectorRegistry, Counter
 from registry.config import GCSettings, Settings
 from registry.durations import parse_duration
 from registry.errors import GCRunning, InvalidParameter
+from registry.gc import store_runs
 from registry.gc.collector import Collector, GCBusy, GCOptions, GCResult
 from registry.gc.schedule import next_time, seconds_until_next
-from registry.meta import gc as sql
 from registry.meta.changes import ChangeHook
 from registry.meta.db import Database
 from storage.driver import StorageDriver
@@ -146,7 +146,7 @@ class GCRunner:
         await asyncio.sleep(random.uniform(1.0, min(interval, 60.0)))
         while True:
             try:
-                last = await self.db.run_read(sql.last_finished)
+                last = await self.db.run_read(store_runs.last_finished)
                 if last is None or time.time() - last >= interval * 0.9:
                     await self.start(options_from(self.settings), "schedule")
             except GCRunning:
@@ -173,7 +173,7 @@ class GCRunner:
         another run holds the lease, try again every half minute until ``following``."""
         while datetime.now(UTC) < following - timedelta(seconds=CRON_RETRY):
             try:
-                last = await self.db.run_read(sql.last_finished)
+                last = await self.db.run_read(store_runs.last_finished)
                 if last is not None and last >= due.timestamp():
                     return  # another node or worker ran it
                 await self.start(options_from(self.settings), "schedule")

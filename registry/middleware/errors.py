@@ -8,6 +8,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.errors import RegistryError, StorageFull, Unavailable
+from registry.service.pins import DigestBusy
 from storage.driver import StorageUnavailable
 
 log = logging.getLogger("wharf.errors")
@@ -41,6 +42,8 @@ class ErrorMiddleware:
                 scope["wharf.error"] = f"{type(exc).__name__} after response started"
                 log.exception("error while streaming %s %s", scope["method"], scope["path"])
                 raise
+            if isinstance(exc, DigestBusy):  # a write a GC run refused (e.g. a mirror's link)
+                exc = Unavailable(str(exc))
             if isinstance(exc, StorageFull):
                 full: StorageFull | None = exc
             else:

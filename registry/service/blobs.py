@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from registry.errors import BlobUnknown, Unsupported
-from registry.gc.guard import PushGuard
-from registry.meta.gc import DigestBusy, MountSourceGone
 from registry.meta.store import MetadataStore
+from registry.service.pins import DigestBusy, MountSourceGone, NoPins, Pins
 from storage.blobs import BlobNotFound, BlobStore
 from storage.digest import Digest
 
@@ -15,19 +14,22 @@ from storage.digest import Digest
 class BlobService:
     """Blob operations scoped to a repository (a blob is visible where it is linked)."""
 
-    guard: PushGuard | None = None  # pins for online GC, set at startup (issue #7)
-
-    def __init__(self, meta: MetadataStore, blobs: BlobStore, delete_enabled: bool) -> None:
+    def __init__(
+        self,
+        meta: MetadataStore,
+        blobs: BlobStore,
+        delete_enabled: bool,
+        pins: Pins | None = None,
+    ) -> None:
         self.meta = meta
         self.blobs = blobs
         self.delete_enabled = delete_enabled
+        self.pins: Pins = pins if pins is not None else NoPins(meta)  # online GC (#7)
 
     async def size(self, repository: str, digest: Digest) -> int:
         """The blob's size; :class:`BlobUnknown` unless it is linked to ``repository``."""
-        if self.guard is not None:  # a HEAD before skipping an upload keeps the blob
-            size = await self.guard.touch(repository, str(digest))
-        else:
-            size = await self.meta.blob_size(repository, str(digest))
+        # pinned: a HEAD before skipping an upload keeps the blob
+        size = await self.pins.touch(repository, str(digest))
         if size is None:
             raise BlobUnknown(detail={"digest": str(digest)})
         return size

@@ -20,12 +20,11 @@ from registry.errors import (
     Unavailable,
     Unsupported,
 )
-from registry.gc.guard import PushGuard
 from registry.meta import queries as q
-from registry.meta.gc import DigestBusy
 from registry.meta.records import ManifestRecord, NewManifest
 from registry.meta.store import MetadataStore, MissingReferences, check_references
 from registry.service.facts import FactsReader, no_facts
+from registry.service.pins import DigestBusy, NoPins, Pins
 from storage.blobs import BlobNotFound, BlobStore
 from storage.digest import Digest, InvalidDigest
 
@@ -95,14 +94,13 @@ def _reference(reference: str) -> tuple[str | None, Digest | None]:
 class ManifestService:
     """Manifests of repositories: bytes in the blob store, everything else in metadata."""
 
-    guard: PushGuard | None = None  # pins for online GC, set at startup (issue #7)
-
     def __init__(
         self,
         meta: MetadataStore,
         blobs: BlobStore,
         delete_enabled: bool,
         max_size: int,
+        pins: Pins | None = None,
         *,
         facts: FactsReader = no_facts,
     ) -> None:
@@ -111,6 +109,7 @@ class ManifestService:
         self.delete_enabled = delete_enabled
         self.max_size = max_size
         self.facts = facts
+        self.pins: Pins = pins if pins is not None else NoPins(meta)  # online GC (#7)
         self.cache = ManifestCache()
 
     async def put(
@@ -145,19 +144,15 @@ class ManifestService:
         async def store() -> None:
             await self.meta.put_manifest(repository, new, tag, details=details)
 
-        try:
-            if self.guard is None:
-                await store()
-            else:  # waits while a GC is deleting this very digest's (identical) bytes
-                await self.guard.while_busy(store)
+        try:  # waits while a GC is deleting this very digest's (identical) bytes
+            await self.pins.while_busy(store)
         except MissingReferences as e:
             raise ManifestBlobUnknown(detail={"missing": e.missing}) from None
         except DigestBusy as e:
             raise Unavailable(f"{e.digest} is being garbage collected; retry") from None
-        if self.guard is not None:
-            # The manifest is ours now (GC spares it), but identical bytes found stored
-            # above may have been an orphan a GC deleted before this commit: put them back.
-            await self.blobs.put(body, digest.algorithm)
+        # The manifest is ours now (GC spares it), but identical bytes found stored
+        # above may have been an orphan a GC deleted before this commit: put them back.
+        await self.pins.put_back(lambda: self.blobs.put(body, digest.algorithm))
         self.cache.put(str(digest), body)
         return digest, parsed
 

@@ -16,10 +16,9 @@ from registry.errors import (
     TooManyRequests,
     Unavailable,
 )
-from registry.gc.guard import PushGuard
-from registry.meta.gc import DigestBusy
 from registry.meta.store import MetadataStore
 from registry.meta.uploads import NO_EXPIRY, Caps, Full, UploadSessions
+from registry.service.pins import DigestBusy, NoPins, Pins
 from storage.digest import Digest
 from storage.uploads import (
     UploadDigestMismatch,
@@ -57,16 +56,16 @@ class UploadLimits:
 class UploadService:
     """Upload sessions bound to a repository; a blob is linked only once verified."""
 
-    guard: PushGuard | None = None  # pins for online GC, set at startup (issue #7)
-
     def __init__(
         self,
         meta: MetadataStore,
         uploads: UploadStore,
         clock: Callable[[], float] = time.time,
+        pins: Pins | None = None,
     ) -> None:
         self.meta = meta
         self.uploads = uploads
+        self.pins: Pins = pins if pins is not None else NoPins(meta)  # online GC (#7)
         self.sessions = UploadSessions(meta.db)
         self.clock = clock  # epoch seconds: when a session starts, and expires
         self._seen: dict[str, float] = {}  # session id: when last found in storage
@@ -182,16 +181,15 @@ class UploadService:
         size. The session is over then, as when the digest does not match (its bytes
         are dropped): a ``counted`` one gives its slot back."""
         await self._check(repository, upload_id)
-        if self.guard is not None:  # before the bytes take their place (docs/gc.md)
-            try:
-                await self.guard.pin([str(digest)])
-            except Exception as e:
-                if StorageFull.of(e) is not None:  # a 507 cancels the upload (its bytes freed)
-                    with contextlib.suppress(UploadNotFound):
-                        await self.uploads.cancel(upload_id)
-                    # its slot: no metadata write on a full disk; a full cap finds the
-                    # session gone from storage and frees it
-                raise
+        try:  # before the bytes take their place (docs/gc.md)
+            await self.pins.pin([str(digest)])
+        except Exception as e:
+            if StorageFull.of(e) is not None:  # a 507 cancels the upload (its bytes freed)
+                with contextlib.suppress(UploadNotFound):
+                    await self.uploads.cancel(upload_id)
+                # its slot: no metadata write on a full disk; a full cap finds the
+                # session gone from storage and frees it
+            raise
         try:
             size = await self.uploads.commit(upload_id, digest)
         except UploadNotFound:

@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, delete, insert, update
 
+from registry.gc import store_doom, store_lease, store_locks, store_pins
 from registry.gc.collector import Collector, GCOptions
-from registry.meta import gc as sql
+from registry.gc.tables import gc_doomed, gc_seen
 from registry.meta.db import Database
-from registry.meta.gc_tables import gc_doomed, gc_seen
 from registry.meta.migrate import ensure_schema
 from registry.meta.store import MetadataStore
 from registry.meta.tables import blobs, repository_blobs
 from registry.request_context import RequestInfo, current_request
+from registry.service import pins
 from storage.blobs import BlobStore
 from storage.digest import Digest
 from storage.filesystem import FilesystemDriver
@@ -33,7 +34,7 @@ class World:
         self.root = root
         self.db = db
         self.driver = FilesystemDriver(root)
-        self.meta = MetadataStore(db, [sql.guard_change])
+        self.meta = MetadataStore(db, [store_pins.guard_change])
         self.blobs = BlobStore(self.driver)
 
     def file(self, digest: Digest) -> Path:
@@ -66,17 +67,17 @@ async def test_gc_between_an_uploads_pin_and_its_link_makes_the_link_fail(world:
     missing bytes; the client's next attempt pins again and succeeds."""
     data = b"stalled upload"
     digest = await world.blobs.put(data)  # the "move": bytes in place, no row yet
-    await world.db.run_write(sql.pin, [str(digest)], time.time() - 10)  # pinned 10 s ago
+    await world.db.run_write(store_pins.pin, [str(digest)], time.time() - 10)  # pinned 10 s ago
     world.age(digest)
     result = await world.gc(grace=5.0)  # the pin is older than the grace period
     assert result["orphan_files_deleted"] == 1 and not world.file(digest).exists()
     token = current_request.set(UPLOAD_PUT)
     try:
-        with pytest.raises(sql.DigestBusy):
+        with pytest.raises(pins.DigestBusy):
             await world.meta.link_blob("r", str(digest), len(data))
         assert await world.meta.blob_size("r", str(digest)) is None
         # the client uploads again: a fresh pin, the bytes, the link
-        await world.db.run_write(sql.pin, [str(digest)], time.time())
+        await world.db.run_write(store_pins.pin, [str(digest)], time.time())
         await world.blobs.put(data)
         await world.meta.link_blob("r", str(digest), len(data))
     finally:
@@ -90,7 +91,7 @@ async def test_a_pin_within_the_grace_period_keeps_bytes_no_row_names(world: Wor
     data = b"moved in, not linked yet"
     digest = await world.blobs.put(data)
     world.age(digest)  # a rename keeps the upload's old mtime
-    await world.db.run_write(sql.pin, [str(digest)], time.time())
+    await world.db.run_write(store_pins.pin, [str(digest)], time.time())
     assert (await world.gc(grace=60.0))["orphan_files_deleted"] == 0
     assert world.file(digest).exists()
 
@@ -98,19 +99,19 @@ async def test_a_pin_within_the_grace_period_keeps_bytes_no_row_names(world: Wor
 async def test_a_push_waits_while_a_live_run_deletes_its_digest(world: World) -> None:
     digest = "sha256:" + "ab" * 32
     now = time.time()
-    assert await world.db.run_write(sql.acquire_lease, "gc-holder", now, 60.0)
-    await world.db.run_write(sql.renew_lease, "gc-holder", now, 60.0, 7)
+    assert await world.db.run_write(store_lease.acquire_lease, "gc-holder", now, 60.0)
+    await world.db.run_write(store_lease.renew_lease, "gc-holder", now, 60.0, 7)
 
     def doom(conn: Connection) -> None:
         conn.execute(insert(gc_doomed).values(digest=digest, run_id=7, size=1, doomed_at=now))
 
     await world.db.run_write(doom)
-    with pytest.raises(sql.DigestBusy):
-        await world.db.run_write(sql.pin, [digest], time.time())
+    with pytest.raises(pins.DigestBusy):
+        await world.db.run_write(store_pins.pin, [digest], time.time())
     # the run dies (its lease lapses): the next push forgets the doom and goes on
-    await world.db.run_write(sql.release_lease, "gc-holder")
-    await world.db.run_write(sql.pin, [digest], time.time())
-    assert await world.db.run_read(sql.known_digests, [digest]) == set()
+    await world.db.run_write(store_lease.release_lease, "gc-holder")
+    await world.db.run_write(store_pins.pin, [digest], time.time())
+    assert await world.db.run_read(store_doom.known_digests, [digest]) == set()
 
 
 async def test_a_mount_whose_source_was_collected_fails_over(world: World) -> None:
@@ -123,7 +124,7 @@ async def test_a_mount_whose_source_was_collected_fails_over(world: World) -> No
     await world.db.run_write(_backdate, str(digest))
     world.age(digest)
     assert (await world.gc())["blobs_deleted"] == 1
-    with pytest.raises(sql.MountSourceGone):
+    with pytest.raises(pins.MountSourceGone):
         await world.meta.link_blob("dst", str(digest), len(data), from_repository="src")
     assert await world.meta.blob_size("dst", str(digest)) is None
 
@@ -138,9 +139,9 @@ def _backdate(conn: Connection, digest: str) -> None:
 
 
 def test_lock_keys_are_stable_and_signed_64_bit() -> None:
-    key = sql.lock_key("sha256:" + "f" * 64)
+    key = store_locks.lock_key("sha256:" + "f" * 64)
     assert key == int("f" * 15, 16) and 0 < key < 2**63
-    assert sql.lock_key("sha256:" + "0" * 64) == 0
+    assert store_locks.lock_key("sha256:" + "0" * 64) == 0
 
 
 async def test_a_manifest_whose_identical_orphan_bytes_gc_deletes_is_stored_again(
@@ -167,8 +168,7 @@ async def test_a_manifest_whose_identical_orphan_bytes_gc_deletes_is_stored_agai
     ).encode()
     orphan = await world.blobs.put(body)  # left by an earlier push, no row names it
     world.age(orphan)
-    service = ManifestService(world.meta, world.blobs, True, 4 * 1024 * 1024)
-    service.guard = PushGuard(world.db)
+    service = ManifestService(world.meta, world.blobs, True, 4 * 1024 * 1024, PushGuard(world.db))
     put_manifest = world.meta.put_manifest
 
     async def gc_first(*args: object, **kw: object) -> None:

@@ -12,9 +12,9 @@ import pytest
 
 from registry.config import ConfigError, load_settings
 from registry.gc import runner as runner_module
+from registry.gc import store_runs
 from registry.gc.runner import GCRunner
 from registry.gc.schedule import Schedule, next_time, parse_schedule, seconds_until_next
-from registry.meta import gc as sql
 from registry.meta.db import Database
 from registry.meta.migrate import ensure_schema
 from storage.filesystem import FilesystemDriver
@@ -119,7 +119,7 @@ async def test_one_scheduled_run_per_cron_time_across_runners(
     try:
 
         async def scheduled_runs() -> list[dict[str, object]]:
-            runs = await db.run_read(sql.list_runs, 100, None)
+            runs = await db.run_read(store_runs.list_runs, 100, None)
             return [r for r in runs if r["trigger"] == "schedule"]
 
         now = datetime.now(UTC)
@@ -170,7 +170,7 @@ async def test_the_cron_loop_sleeps_until_the_time_then_starts_a_run(
                 break
             await asyncio.sleep(0.05)
         await runner.wait()
-        runs = await db.run_read(sql.list_runs, 10, None)
+        runs = await db.run_read(store_runs.list_runs, 10, None)
         assert [r["trigger"] for r in runs] == ["schedule"]
         assert runs[0]["started_at"] >= (started + timedelta(seconds=0.3)).timestamp()
         assert len(asked) == 2  # now sleeping towards the next time

@@ -11,12 +11,20 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from registry.api.context import Services
+from registry.config import Settings
 from registry.durations import parse_duration
 from registry.gc.api import GCAPI, PREFIX
 from registry.gc.guard import PushGuard
 from registry.gc.runner import GCMetrics, GCRunner
 from registry.gc.schedule import parse_schedule
-from registry.meta.gc import guard_change
+from registry.gc.store_pins import guard_change
+from registry.meta.db import Database
+
+
+def gc_pins(db: Database, settings: Settings) -> PushGuard:
+    """The services' pins (asked for before they are built): always on, since a GC may
+    run from the CLI at any time."""
+    return PushGuard(db, parse_duration(settings.gc.pinrefresh))
 
 
 def start_gc(
@@ -25,14 +33,8 @@ def start_gc(
     stack: AsyncExitStack,
     mount: Callable[[str, ASGIApp], None],
 ) -> GCRunner:
-    """Always on: the pins (a GC may run from the CLI at any time) and the API; the
-    schedule when ``gc.schedule`` is set."""
-    guard = PushGuard(services.meta.db, parse_duration(services.settings.gc.pinrefresh))
-    for service in (services.blobs, services.uploads, services.manifests):
-        service.guard = guard
-        inner = getattr(service, "_inner", None)  # wrapped (pull-through mirror): both
-        if inner is not None:
-            inner.guard = guard
+    """Always on: the change hook that pins what links and manifest pushes rely on, and
+    the API; the schedule when ``gc.schedule`` is set."""
     services.meta.add_hook(guard_change)
     driver = services.uploads.uploads.driver
     runner = GCRunner(
