@@ -33,8 +33,10 @@ from tests.support.server import WharfServer
 
 def all_tables() -> list[str]:
     """Every table the code defines (each feature's module adds its own)."""
-    for module in ("outbox", "accounts", "gc_tables", "search", "replication", "mirror"):
+    for module in ("accounts", "gc_tables", "search", "replication", "mirror"):
         importlib.import_module(f"registry.meta.{module}")
+    for module in ("registry.events.tables",):
+        importlib.import_module(module)
     return list(metadata.tables)
 
 

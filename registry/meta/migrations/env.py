@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import registry.events.tables  # noqa: F401  (the events tables, for autogenerate)
 from registry.meta.tables import metadata
 
 connection = context.config.attributes["connection"]
