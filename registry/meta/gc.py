@@ -55,7 +55,6 @@ from registry.meta import direct
 from registry.meta import queries as q
 from registry.meta.changes import Change, ChangeHook
 from registry.meta.gc_tables import gc_doomed, gc_lease, gc_runs, gc_seen
-from registry.meta.mirror import mirror_manifests
 from registry.meta.store import check_references
 from registry.meta.tables import (
     blobs,
@@ -66,6 +65,7 @@ from registry.meta.tables import (
     repository_blobs,
     tags,
 )
+from replicator.tables import mirror_manifests
 
 LEASE_NAME = "gc"
 FAR_FUTURE = 4102444800.0  # 2100-01-01: a cutoff that keeps nothing by age

@@ -33,9 +33,9 @@ from tests.support.server import WharfServer
 
 def all_tables() -> list[str]:
     """Every table the code defines (each feature's module adds its own)."""
-    for module in ("accounts", "gc_tables", "search", "replication", "mirror"):
+    for module in ("accounts", "gc_tables", "search"):
         importlib.import_module(f"registry.meta.{module}")
-    for module in ("registry.events.tables",):
+    for module in ("registry.events.tables", "replicator.tables"):
         importlib.import_module(module)
     return list(metadata.tables)
 

@@ -3,6 +3,7 @@
 from alembic import context
 
 import registry.events.tables  # noqa: F401  (the events tables, for autogenerate)
+import replicator.tables  # noqa: F401  (replication's and the mirror's tables)
 from registry.meta.tables import metadata
 
 connection = context.config.attributes["connection"]
