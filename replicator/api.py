@@ -34,10 +34,10 @@ from registry.errors import (
     ReplicationRuleUnknown,
     Unsupported,
 )
-from registry.meta.replication import ReplicationStore
 from replicator.ruleset import RuleError, RuleSet, dump_rule, parse_rule
 from replicator.runner import FULL
 from replicator.scheduler import lag_seconds
+from replicator.store import ReplicationStore
 
 log = logging.getLogger("wharf.replicator")
 PREFIX = "/api/replication"

@@ -12,11 +12,11 @@ from registry.commandline import add_config_arguments
 from registry.config import ConfigError, load_settings
 from registry.meta.db import Database
 from registry.meta.migrate import SchemaOutOfDate, ensure_schema
-from registry.meta.replication import ReplicationStore
 from replicator.copy import Counters
 from replicator.rules import local_remote
 from replicator.ruleset import RuleSet
 from replicator.runner import RuleRunner
+from replicator.store import ReplicationStore
 
 
 class Progress:

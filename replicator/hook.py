@@ -15,9 +15,9 @@ from sqlalchemy import Connection
 
 from registry.config import ReplicationRuleSettings
 from registry.meta.changes import Change
-from registry.meta.replication import add_pending, stored_rules
 from replicator.rules import repository_selected, tag_selected
 from replicator.ruleset import RuleSet
+from replicator.store import add_pending, stored_rules
 
 
 def _manifest_selected(rule: ReplicationRuleSettings, change: Change) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from registry.config import RemoteSettings, ReplicationRuleSettings
-from registry.meta.replication import ReplicationStore
+from replicator.store import ReplicationStore
 from replicator.streams import parse_size
 
 log = logging.getLogger("wharf.replicator")

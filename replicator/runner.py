@@ -10,7 +10,6 @@ import socket
 from collections.abc import Awaitable, Callable
 
 from registry.config import RemoteSettings, ReplicationRuleSettings
-from registry.meta.replication import ReplicationStore
 from replicator.client import RegistryClient
 from replicator.copy import Copier, Counters, MemoryUploadState, UploadState
 from replicator.errors import RemoteError, RemoteNotFound
@@ -23,6 +22,7 @@ from replicator.rules import (
     repository_selected,
     tag_selected,
 )
+from replicator.store import ReplicationStore
 from replicator.streams import RateLimit
 
 log = logging.getLogger("wharf.replicator")

@@ -20,10 +20,10 @@ from croniter import croniter
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from registry.config import RemoteSettings, ReplicationRuleSettings
-from registry.meta.replication import Pending, ReplicationStore
 from replicator.copy import Counters
 from replicator.ruleset import RuleSet
 from replicator.runner import FULL, RuleRunner, node_id
+from replicator.store import Pending, ReplicationStore
 
 log = logging.getLogger("wharf.replicator")
 TICK = 1.0

@@ -8,13 +8,13 @@ from collections.abc import Callable
 from starlette.types import ASGIApp
 
 from registry.api.context import Services
-from registry.meta.replication import ReplicationStore
 from registry.metrics import Metrics
 from replicator.api import PREFIX, ReplicationAPI
 from replicator.hook import OnPushHook
 from replicator.rules import local_remote
 from replicator.ruleset import RuleSet
 from replicator.scheduler import ReplicationMetrics, Scheduler
+from replicator.store import ReplicationStore
 
 
 def start_replication(

@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from registry.api.access import require_admin
 from registry.config import NotificationsSettings
 from registry.errors import InvalidParameter
-from registry.meta import outbox
+from registry.events import store as outbox
 from registry.meta.db import Database
 
 PREFIX = "/api/events"

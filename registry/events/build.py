@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from registry.config import Settings
+from registry.events.store import NewEvent
 from registry.meta.changes import Change
-from registry.meta.outbox import NewEvent
 from registry.request_context import RequestInfo
 
 BLOB_MEDIA_TYPE = "application/octet-stream"  # what the reference says of a blob

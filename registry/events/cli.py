@@ -89,8 +89,8 @@ def _print_dead(dead: list[dict[str, Any]]) -> None:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from registry.events import store as outbox
     from registry.events.api import dead_report, endpoint_report
-    from registry.meta import outbox
     from registry.meta.db import Database
     from registry.meta.migrate import ensure_schema
 

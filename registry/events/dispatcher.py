@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 import httpx
 
 from registry.config import NotificationEndpointSettings
+from registry.events import store as outbox
 from registry.events.metrics import EventMetrics
 from registry.events.sender import Sender
-from registry.meta import outbox
 from registry.meta.db import Database
 
 log = logging.getLogger("wharf.events")

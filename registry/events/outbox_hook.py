@@ -16,9 +16,9 @@ from registry.config import NotificationEndpointSettings
 from registry.content.manifests import parse_manifest
 from registry.events.build import BLOB_MEDIA_TYPE, EventBuilder
 from registry.events.metrics import EventMetrics
+from registry.events.store import NewEvent, insert_events
 from registry.meta.changes import Change
 from registry.meta.db import Database
-from registry.meta.outbox import NewEvent, insert_events
 from registry.request_context import RequestInfo, current_request
 
 log = logging.getLogger("wharf.events")

@@ -10,7 +10,7 @@ import httpx
 
 from registry.config import NotificationEndpointSettings
 from registry.events.signing import sign
-from registry.meta.outbox import Pending
+from registry.events.store import Pending
 
 USER_AGENT = "wharf-notifications/1"
 CLOUDEVENTS = "application/cloudevents+json"

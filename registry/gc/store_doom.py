@@ -15,7 +15,6 @@ from registry.gc.store_mark import ManifestCandidate, to_datetime
 from registry.gc.store_pins import seen_upsert
 from registry.gc.tables import gc_doomed, gc_seen
 from registry.meta.changes import Change, ChangeHook
-from registry.meta.mirror import mirror_manifests
 from registry.meta.tables import (
     blobs,
     manifest_blobs,
@@ -25,6 +24,7 @@ from registry.meta.tables import (
     repository_blobs,
     tags,
 )
+from replicator.tables import mirror_manifests  # GC keeps what the mirror cached
 
 
 def _pinned_since(conn: Connection, digests: Sequence[str], cutoff: float) -> set[str]:

@@ -23,7 +23,6 @@ from sqlalchemy import (
 )
 
 from registry.gc.tables import gc_seen
-from registry.meta.mirror import mirror_manifests
 from registry.meta.tables import (
     blobs,
     manifest_blobs,
@@ -33,6 +32,7 @@ from registry.meta.tables import (
     repository_blobs,
     tags,
 )
+from replicator.tables import mirror_manifests  # GC keeps what the mirror cached
 
 
 @dataclass(frozen=True, slots=True)

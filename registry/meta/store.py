@@ -7,7 +7,7 @@ Reads never walk storage.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +18,6 @@ from registry.meta import direct
 from registry.meta import queries as q
 from registry.meta.changes import Change, ChangeHook
 from registry.meta.db import Database
-from registry.meta.mirror import mirrored_repositories
 from registry.meta.records import ManifestRecord, NewManifest
 from registry.meta.tables import (
     blobs,
@@ -60,6 +59,8 @@ def _repository_id(conn: Connection, name: str, create: bool = False) -> int | N
 
 
 Hooks = Sequence[ChangeHook]
+# (conn, limit, last) -> more repository names for the catalog, in order, after ``last``
+CatalogSource = Callable[[Connection, int | None, str | None], list[str]]
 
 
 def _notify(conn: Connection, hooks: Hooks, change: Change) -> None:
@@ -261,7 +262,9 @@ def _list_tags(
     return names
 
 
-def _catalog(conn: Connection, limit: int | None, last: str | None) -> list[str]:
+def _catalog(
+    conn: Connection, sources: Sequence[CatalogSource], limit: int | None, last: str | None
+) -> list[str]:
     has_manifest = exists().where(manifests.c.repository_id == repositories.c.id)
     query = select(repositories.c.name).where(has_manifest).order_by(repositories.c.name)
     if last:
@@ -269,11 +272,12 @@ def _catalog(conn: Connection, limit: int | None, last: str | None) -> list[str]
     if limit is not None:
         query = query.limit(limit)
     names = list(conn.execute(query).scalars())
-    # a pull-through mirror's repositories keep no manifest rows (issue #6): both pages
-    # merged, the first ``limit`` of them
-    mirrored = mirrored_repositories(conn, limit, last)
-    if mirrored:
-        names = sorted(set(names) | set(mirrored))[:limit]
+    # repositories a feature keeps without manifest rows (a pull-through mirror's, issue
+    # #6): each source's page merged, the first ``limit`` of them
+    for source in sources:
+        extra = source(conn, limit, last)
+        if extra:
+            names = sorted(set(names) | set(extra))[:limit]
     return names
 
 
@@ -305,10 +309,16 @@ class MetadataStore:
     def __init__(self, db: Database, hooks: Sequence[ChangeHook] = ()) -> None:
         self.db = db
         self.hooks: list[ChangeHook] = list(hooks)
+        self.catalog_sources: list[CatalogSource] = []
 
     def add_hook(self, hook: ChangeHook) -> None:
         """Call ``hook`` inside every content-changing transaction from now on."""
         self.hooks.append(hook)
+
+    def add_catalog_source(self, source: CatalogSource) -> None:
+        """List the names ``source`` returns in the catalog too (repositories a feature
+        keeps without manifest rows), merged in order with the others."""
+        self.catalog_sources.append(source)
 
     async def link_blob(
         self, repository: str, digest: str, size: int, from_repository: str | None = None
@@ -411,8 +421,9 @@ class MetadataStore:
         return await self.db.run_read(_list_tags, repository, limit, last)
 
     async def catalog(self, limit: int | None, last: str | None) -> list[str]:
-        """Names of repositories holding at least one manifest, in order, after ``last``."""
-        return await self.db.run_read(_catalog, limit, last)
+        """Names of repositories holding at least one manifest (or named by a catalog
+        source), in order, after ``last``."""
+        return await self.db.run_read(_catalog, tuple(self.catalog_sources), limit, last)
 
     async def referrers(
         self, repository: str, subject: str, artifact_type: str | None

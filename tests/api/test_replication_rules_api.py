@@ -22,7 +22,7 @@ from sqlalchemy import text
 from registry.meta import migrate
 from registry.meta.db import Database, make_engine
 from registry.meta.migrate import ensure_schema, upgrade
-from registry.meta.replication import ReplicationStore
+from replicator.store import ReplicationStore
 from tests.support.auth import PASSWORDS, htpasswd_config
 from tests.support.postgres import PostgresCluster
 from tests.support.replication import (

@@ -11,9 +11,9 @@ import pytest
 
 from registry.meta.db import Database
 from registry.meta.migrate import ensure_schema
-from registry.meta.mirror import FetchLeases, FetchState, MirrorStore
-from registry.meta.replication import ReplicationStore
 from registry.meta.store import MetadataStore
+from replicator.mirror_store import FetchLeases, FetchState, MirrorStore, mirrored_repositories
+from replicator.store import ReplicationStore
 from tests.support.postgres import PostgresCluster
 
 
@@ -76,6 +76,7 @@ async def test_mirror_manifests(db: Database) -> None:
     await store.put("hub/x", "sha256:b", "sha256:b", "application/json", 12)
     await store.put("hub/a", "v1", "sha256:a", "application/json", 1)
     meta = MetadataStore(db)
+    meta.add_catalog_source(mirrored_repositories)  # as the mirror's installation does
     assert await meta.catalog(None, None) == ["hub/a", "hub/x", "lib/c"]
     assert await meta.catalog(2, None) == ["hub/a", "hub/x"]
     assert await meta.catalog(2, "hub/x") == ["lib/c"]

@@ -7,8 +7,8 @@ from typing import Any, cast
 import pytest
 
 from registry.config import ReplicationRuleSettings
-from registry.meta.replication import ReplicationStore
 from replicator.ruleset import RuleError, RuleSet, dump_rule, parse_rule
+from replicator.store import ReplicationStore
 
 
 def _rule(name: str, url: str = "http://b", **extra: Any) -> ReplicationRuleSettings:

@@ -1,9 +1,21 @@
 """Alembic environment: runs on the connection that registry.meta.migrate hands over."""
 
+import importlib
+
 from alembic import context
 
-# every feature's tables, so that autogenerate sees the whole schema
 from registry.meta.tables import metadata
+
+# every feature's tables, on the same metadata, so that autogenerate sees the whole schema
+for module in (
+    "registry.accounts.tables",
+    "registry.events.tables",
+    "registry.gc.tables",
+    "registry.search.tables",
+    "registry.ui.tables",
+    "replicator.tables",
+):
+    importlib.import_module(module)
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)

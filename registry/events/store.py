@@ -1,16 +1,6 @@
-"""The event outbox: events written in the transaction of the change they describe, and
-each endpoint's delivery state.
-
-- ``event_outbox``: one row per event, ``seq`` ascending in commit order for changes that
-  touch the same rows (they serialise on row locks), kept ``notifications.retention`` for
-  replay through ``/api/events``.
-- ``event_deliveries``: one row per (endpoint, event) still to deliver (``pending``) or
-  given up on (``dead``); a delivered event's row is deleted. Rows, not a cursor: on
-  PostgreSQL a transaction may commit after one with a higher ``seq`` was read, and a
-  cursor would skip it.
-- ``event_endpoints``: per endpoint the lease (which process sends for it now), the
-  consecutive failures, the pause, and the last success and error, shared by all workers
-  and nodes.
+"""The event outbox's SQL: writing events with their deliveries, each endpoint's lease and
+state, the queue's batches, dead events, replay and pruning (tables in
+:mod:`registry.events.tables`).
 
 Every function takes a synchronous ``Connection`` and runs through ``Database``.
 """
@@ -22,72 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Connection,
-    DateTime,
-    Index,
-    Integer,
-    String,
-    Table,
-    Text,
-    and_,
-    delete,
-    exists,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, select, update
 
+from registry.events.tables import event_deliveries, event_endpoints, event_outbox
 from registry.meta import queries as q
-from registry.meta.tables import metadata, name_type
-
-TS = DateTime(timezone=True)
-SEQ = BigInteger().with_variant(Integer, "sqlite")  # SQLite: an alias of the rowid
-
-event_outbox = Table(
-    "event_outbox",
-    metadata,
-    Column("seq", SEQ, primary_key=True, autoincrement=True),
-    Column("event_id", String(64), nullable=False),
-    Column("created_at", TS, nullable=False),
-    Column("action", String(16), nullable=False),
-    Column("repository", name_type(255), nullable=False),
-    Column("body", Text, nullable=False),
-    sqlite_autoincrement=True,
-)
-Index("ix_event_outbox_created", event_outbox.c.created_at)
-
-event_deliveries = Table(
-    "event_deliveries",
-    metadata,
-    Column("endpoint", String(255), primary_key=True),
-    Column("seq", SEQ, primary_key=True, autoincrement=False),
-    Column("status", String(8), nullable=False),
-    Column("attempts", Integer, nullable=False),
-    Column("created_at", TS, nullable=False),
-    Column("failed_at", TS, nullable=True),
-    Column("last_error", Text, nullable=True),
-)
-# The primary key (endpoint, seq) is the queue's index; this one serves pruning.
-Index("ix_event_deliveries_seq", event_deliveries.c.seq)
-
-event_endpoints = Table(
-    "event_endpoints",
-    metadata,
-    Column("name", String(255), primary_key=True),
-    Column("lease_owner", String(100), nullable=True),
-    Column("lease_until", TS, nullable=True),
-    Column("failures", Integer, nullable=False),
-    Column("paused_until", TS, nullable=True),
-    Column("last_success", TS, nullable=True),
-    Column("last_error", Text, nullable=True),
-    Column("last_error_at", TS, nullable=True),
-    Column("delivered", BigInteger, nullable=False),
-)
 
 PENDING, DEAD = "pending", "dead"
 

@@ -1,5 +1,5 @@
-"""Replication state (issue #6): rules added through the API, runs, leases, pending
-on-push work, resumable uploads.
+"""Replication state's SQL (issue #6): rules added through the API, runs, leases, pending
+on-push work, resumable uploads (tables in :mod:`replicator.tables`).
 
 Times are epoch seconds (floats): compared across nodes and dialects without time zones.
 """
@@ -12,88 +12,16 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Connection,
-    Float,
-    Index,
-    Integer,
-    String,
-    Table,
-    Text,
-    delete,
-    func,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from registry.meta import direct
 from registry.meta.db import Database
-from registry.meta.tables import metadata, name_type
-
-replication_runs = Table(
-    "replication_runs",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("rule", name_type(255), nullable=False),
-    Column("trigger", String(20), nullable=False),
-    Column("node", String(255), nullable=False),
-    Column("status", String(20), nullable=False),
-    Column("started_at", Float, nullable=False),
-    Column("finished_at", Float, nullable=True),
-    Column("tags_copied", Integer, nullable=False, default=0),
-    Column("tags_skipped", Integer, nullable=False, default=0),
-    Column("tags_deleted", Integer, nullable=False, default=0),
-    Column("blobs_copied", Integer, nullable=False, default=0),
-    Column("blobs_skipped", Integer, nullable=False, default=0),
-    Column("blobs_mounted", Integer, nullable=False, default=0),
-    Column("bytes", BigInteger, nullable=False, default=0),
-    Column("errors", Text, nullable=True),
-    Index("ix_replication_runs_rule", "rule", "id"),
-)
-
-replication_leases = Table(
-    "replication_leases",
-    metadata,
-    Column("rule", name_type(255), primary_key=True),
-    Column("holder", String(255), nullable=False),
-    Column("expires_at", Float, nullable=False),
-)
-
-replication_pending = Table(
-    "replication_pending",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("rule", name_type(255), nullable=False),
-    Column("repository", name_type(255), nullable=False),
-    Column("tag", String(255), nullable=False),
-    Column("created_at", Float, nullable=False),
-    Index("ix_replication_pending_rule", "rule", "id"),
-)
-
-replication_uploads = Table(
-    "replication_uploads",
-    metadata,
-    Column("rule", name_type(255), primary_key=True),
-    Column("repository", name_type(255), primary_key=True),
-    Column("digest", String(150), primary_key=True),
-    Column("location", Text, nullable=False),
-    Column("offset", BigInteger, nullable=False),
-    Column("updated_at", Float, nullable=False),
-)
-
-# Rules added through ``/api/replication/rules`` (config rules are not stored): each the
-# JSON of a ``replication.rules[]`` entry, credentials included (needed to connect).
-replication_rules = Table(
-    "replication_rules",
-    metadata,
-    Column("name", name_type(255), primary_key=True),
-    Column("spec", Text, nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
-    Column("updated_by", String(255), nullable=True),
+from replicator.tables import (
+    replication_leases,
+    replication_pending,
+    replication_rules,
+    replication_runs,
+    replication_uploads,
 )
 
 RUN_COUNTERS = (

@@ -1,7 +1,7 @@
-"""Pull-through mirror state (issue #6): the manifests fetched from upstreams, by tag and
-by digest, and when each tag was last checked against its upstream; and the leases of
-the blob fetches under way (``mirror_fetches``), one row per (upstream, digest), so that
-every process of every node sharing the database fetches a blob from upstream once.
+"""Pull-through mirror state's SQL (issue #6): the manifests fetched from upstreams, by tag
+and by digest, and when each tag was last checked against its upstream; and the leases of
+the blob fetches under way, so that every process of every node sharing the database
+fetches a blob from upstream once (tables in :mod:`replicator.tables`).
 
 Times are epoch seconds (floats), compared across nodes as the replication leases are."""
 
@@ -11,47 +11,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Connection,
-    Float,
-    String,
-    Table,
-    delete,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Connection, delete, insert, select, update
 
 from registry.meta.db import Database
-from registry.meta.tables import metadata, name_type
-
-mirror_manifests = Table(
-    "mirror_manifests",
-    metadata,
-    Column("repository", name_type(255), primary_key=True),
-    Column("reference", String(255), primary_key=True),  # a tag, or the digest itself
-    Column("digest", String(150), nullable=False),
-    Column("media_type", String(255), nullable=False),
-    Column("size", BigInteger, nullable=False),
-    Column("checked_at", Float, nullable=False),
-)
-
-# A blob being fetched from an upstream: who fetches it (until ``expires_at``, renewed
-# while the fetch runs), into which upload, and how many bytes of it are readable there.
-mirror_fetches = Table(
-    "mirror_fetches",
-    metadata,
-    Column("upstream", String(255), primary_key=True),
-    Column("digest", String(150), primary_key=True),
-    Column("holder", String(255), nullable=False),
-    Column("expires_at", Float, nullable=False),
-    Column("upload_id", String(64), nullable=True),
-    Column("written", BigInteger, nullable=False),
-    Column("size", BigInteger, nullable=False),
-    Column("started_at", Float, nullable=False),
-)
+from replicator.tables import mirror_fetches, mirror_manifests
 
 
 @dataclass(frozen=True, slots=True)
