@@ -53,6 +53,8 @@ from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn, parse_dn
 
+from registry.periodic import Periodic, Sleep
+
 log = logging.getLogger("wharf.auth")
 
 GROUP_KINDS = ("groupOfNames", "memberOf", "posixGroup")
@@ -503,14 +505,15 @@ class LdapAuthenticator:
     async def run_refresher(self) -> None:
         """Refresh every ``refresh`` seconds until cancelled (needs a service account;
         without one, groups are read again at each login after ``refresh``)."""
-        if not self.can_refresh:
-            return
-        while True:
-            await asyncio.sleep(self.refresh)
-            try:
-                await self.refresh_once()
-            except Exception:
-                log.exception("LDAP group refresh failed")
+        if self.can_refresh:
+            await self.refresher().run()
+
+    def refresher(self, sleep: Sleep = asyncio.sleep) -> Periodic:
+        """The refresh loop: every ``refresh`` seconds, the first one ``refresh`` after
+        the start; a failed refresh is logged and the next one comes on time."""
+        return Periodic(
+            "LDAP group refresh", self.refresh_once, log, interval=self.refresh, sleep=sleep
+        )
 
     def close(self) -> None:
         """Unbind the pooled connections (in the LDAP threads, not the event loop)."""

@@ -8,6 +8,7 @@ import random
 import time
 from collections.abc import Callable
 
+from registry.periodic import Periodic, Sleep, Uniform
 from storage.uploads import UploadStore
 
 log = logging.getLogger("wharf.purge")
@@ -48,16 +49,23 @@ class UploadPurger:
             )
         return purged
 
-    async def run_forever(self) -> None:
-        """Purge every ``interval`` seconds (with jitter); errors are logged, not raised.
+    def periodic(self, sleep: Sleep = asyncio.sleep, uniform: Uniform = random.uniform) -> Periodic:
+        """Purge every ``interval`` seconds (times 0.9 to 1.1); errors are logged, not raised.
 
         The first purge comes after a random delay of up to an hour (or ``interval`` if
         shorter), as in the reference registry: nodes restarted together do not all purge
         at once, and a restart does not purge the moment it comes up."""
-        await asyncio.sleep(random.uniform(0, min(self.interval, FIRST_PURGE_JITTER)))
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("upload purge failed")
-            await asyncio.sleep(self.interval * random.uniform(0.9, 1.1))
+        return Periodic(
+            "upload purge",
+            self.run_once,
+            log,
+            interval=self.interval,
+            first=(0.0, min(self.interval, FIRST_PURGE_JITTER)),
+            jitter=(0.9, 1.1),
+            sleep=sleep,
+            uniform=uniform,
+        )
+
+    async def run_forever(self) -> None:
+        """Purge on :meth:`periodic`'s schedule until cancelled."""
+        await self.periodic().run()
