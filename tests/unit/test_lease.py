@@ -12,13 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, insert, select
 
+from registry.events.tables import event_endpoints
+from registry.gc.tables import gc_lease
 from registry.meta.db import Database
-from registry.meta.gc_tables import gc_lease
 from registry.meta.lease import Lease, LeaseTable, holder_of, release, renew, take
 from registry.meta.migrate import ensure_schema
-from registry.meta.mirror import mirror_fetches
-from registry.meta.outbox import event_endpoints
-from registry.meta.replication import replication_leases
+from replicator.tables import mirror_fetches, replication_leases
 
 GC = LeaseTable(gc_lease, ("name",), release="expire")
 EVENTS = LeaseTable(
