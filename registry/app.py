@@ -17,6 +17,7 @@ from registry.api.access import CALLER_KEY, OPEN
 from registry.api.context import Services
 from registry.api.router import DistributionAPI
 from registry.config import Settings, load_settings
+from registry.drivers import make_driver
 from registry.errors import NotFound
 from registry.events.setup import start_events
 from registry.gc.setup import gc_pins, start_gc
@@ -39,47 +40,11 @@ from registry.ui.setup import start_ui
 from replicator.mirror import install_mirrors
 from replicator.setup import start_replication
 from storage.blobs import BlobStore
-from storage.driver import StorageDriver
-from storage.filesystem import FilesystemDriver
-from storage.memory import InMemoryDriver
 from storage.uploads import UploadStore
 
 log = logging.getLogger("wharf")
 CONFIG_ENV = "WHARF_CONFIG"
 IO_THREADS = 32
-
-
-def make_driver(settings: Settings) -> StorageDriver:
-    """The storage driver the settings name."""
-    if settings.storage.driver == "inmemory":
-        return InMemoryDriver()
-    if settings.storage.s3 is not None:
-        from storage.s3 import S3Driver, S3Options  # boto3 is loaded only when used
-
-        s3 = settings.storage.s3
-        return S3Driver(
-            S3Options(
-                bucket=s3.bucket,
-                region=s3.region,
-                regionendpoint=s3.regionendpoint,
-                accesskey=s3.accesskey,
-                secretkey=s3.secretkey,
-                rootdirectory=s3.rootdirectory,
-                chunksize=s3.chunksize,
-                secure=s3.secure,
-                v4auth=s3.v4auth,
-                forcepathstyle=s3.forcepathstyle,
-                redirect=not settings.storage.redirect.disable,
-                redirect_expiry=settings.storage.redirect.expiry_seconds,
-                threads=s3.threads,
-                multipart_copy_threshold=s3.multipartcopythresholdsize,
-                copy_part_size=s3.multipartcopychunksize,
-            )
-        )
-    assert settings.storage.filesystem is not None
-    root = settings.storage.filesystem.rootdirectory
-    os.makedirs(root, exist_ok=True)
-    return FilesystemDriver(root)
 
 
 def check_auth(settings: Settings) -> None:

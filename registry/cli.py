@@ -36,7 +36,8 @@ from replicator.cli import add_commands as replicator_commands
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from registry.app import CONFIG_ENV, check_auth, create_app, make_driver
+    from registry.app import CONFIG_ENV, check_auth, create_app
+    from registry.drivers import make_driver
     from registry.httplimits import ConnectionLimits, protocol_class, raise_file_limit
 
     settings = settings_or_exit(args.config)

@@ -617,7 +617,7 @@ class GCSettings(_Section):
     def _schedule(cls, value: Any) -> str:
         if value in (None, ""):
             return ""
-        from registry.gc.schedule import parse_schedule
+        from registry.schedules import parse_schedule
 
         parse_schedule(str(value))
         return str(value)

@@ -72,7 +72,7 @@ def _positive(text: str) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from registry.app import make_driver
+    from registry.drivers import make_driver
     from registry.gc.collector import Collector, GCBusy
     from registry.gc.runner import options_from
     from registry.meta.db import Database

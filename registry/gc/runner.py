@@ -18,9 +18,9 @@ from registry.durations import parse_duration
 from registry.errors import GCRunning, InvalidParameter
 from registry.gc import store_runs
 from registry.gc.collector import Collector, GCBusy, GCOptions, GCResult
-from registry.gc.schedule import next_time, seconds_until_next
 from registry.meta.changes import ChangeHook
 from registry.meta.db import Database
+from registry.schedules import next_time, seconds_until_next
 from storage.driver import StorageDriver
 
 log = logging.getLogger("wharf.gc")

@@ -16,9 +16,9 @@ from registry.durations import parse_duration
 from registry.gc.api import GCAPI, PREFIX
 from registry.gc.guard import PushGuard
 from registry.gc.runner import GCMetrics, GCRunner
-from registry.gc.schedule import parse_schedule
 from registry.gc.store_pins import guard_change
 from registry.meta.db import Database
+from registry.schedules import parse_schedule
 
 
 def gc_pins(db: Database, settings: Settings) -> PushGuard:

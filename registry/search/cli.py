@@ -51,7 +51,7 @@ async def reindex(database_url: str, blobs: BlobStore) -> tuple[int, int]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from registry.app import make_driver
+    from registry.drivers import make_driver
 
     settings = settings_or_exit(args.config)
     blobs = BlobStore(make_driver(settings))

@@ -6,8 +6,6 @@ import asyncio
 import json
 from collections import OrderedDict
 
-from sqlalchemy import Connection
-
 from registry.content import mediatypes as mt
 from registry.content.manifests import ParsedManifest, parse_manifest
 from registry.content.names import parse_reference
@@ -20,9 +18,8 @@ from registry.errors import (
     Unavailable,
     Unsupported,
 )
-from registry.meta import queries as q
 from registry.meta.records import ManifestRecord, NewManifest
-from registry.meta.store import MetadataStore, MissingReferences, check_references
+from registry.meta.store import MetadataStore, MissingReferences
 from registry.service.facts import FactsReader, no_facts
 from registry.service.pins import DigestBusy, NoPins, Pins
 from storage.blobs import BlobNotFound, BlobStore
@@ -67,18 +64,6 @@ def _new_manifest(digest: Digest, body: bytes, parsed: ParsedManifest) -> NewMan
             (d.media_type, str(d.digest), d.size) for d in [*parsed.blobs, *parsed.manifests]
         ),
     )
-
-
-def _missing(conn: Connection, repository: str, new: NewManifest) -> list[str]:
-    """What ``new`` references that ``repository`` lacks (as the push transaction checks)."""
-    repo_id = conn.execute(q.repository_id(), {"name": repository}).scalar()
-    if repo_id is None:
-        return [*dict(new.blobs), *dict.fromkeys(new.children)]
-    try:
-        check_references(conn, repo_id, new)
-    except MissingReferences as e:
-        return e.missing
-    return []
 
 
 def _reference(reference: str) -> tuple[str | None, Digest | None]:
@@ -159,7 +144,7 @@ class ManifestService:
     async def _missing(self, repository: str, new: NewManifest) -> list[str]:
         if not new.blobs and not new.children:
             return []
-        return await self.meta.db.run_read(_missing, repository, new)
+        return await self.meta.missing_references(repository, new)
 
     async def resolve(self, repository: str, reference: str) -> ManifestRecord:
         """The manifest a reference names; :class:`ManifestUnknown` if there is none."""

@@ -14,9 +14,9 @@ from registry.config import ConfigError, load_settings
 from registry.gc import runner as runner_module
 from registry.gc import store_runs
 from registry.gc.runner import GCRunner
-from registry.gc.schedule import Schedule, next_time, parse_schedule, seconds_until_next
 from registry.meta.db import Database
 from registry.meta.migrate import ensure_schema
+from registry.schedules import Schedule, next_time, parse_schedule, seconds_until_next
 from storage.filesystem import FilesystemDriver
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from registry.app import make_driver
 from registry.config import ConfigError, load_settings
+from registry.drivers import make_driver
 from storage.s3 import S3Driver
 
 

@@ -1,5 +1,6 @@
-"""``gc.schedule``: an interval between runs (``24h``) or a 5-field cron expression
-(``0 3 * * *``, in UTC). A value that parses as a duration is an interval."""
+"""Schedules such as ``gc.schedule``: an interval between runs (``24h``) or a 5-field
+cron expression (``0 3 * * *``, in UTC). A value that parses as a duration is an interval.
+In the core, since the settings check them when they load."""
 
 from __future__ import annotations
 
