@@ -303,18 +303,6 @@ def _counts(conn: Connection) -> dict[str, int]:
     }
 
 
-def _missing_references(conn: Connection, repository: str, new: NewManifest) -> list[str]:
-    """What ``new`` references that ``repository`` lacks (as the push transaction checks)."""
-    repo_id = conn.execute(q.repository_id(), {"name": repository}).scalar()
-    if repo_id is None:
-        return [*dict(new.blobs), *dict.fromkeys(new.children)]
-    try:
-        check_references(conn, repo_id, new)
-    except MissingReferences as e:
-        return e.missing
-    return []
-
-
 class MetadataStore:
     """All reads and writes of repository metadata, each one transaction."""
 
@@ -347,11 +335,6 @@ class MetadataStore:
             request=current_request.get(),
         )
         await self.db.run_write(_link_blob, tuple(self.hooks), change)
-
-    async def missing_references(self, repository: str, new: NewManifest) -> list[str]:
-        """What ``new`` references that ``repository`` lacks, read before a push writes
-        anything (its transaction checks again)."""
-        return await self.db.run_read(_missing_references, repository, new)
 
     async def blob_size(self, repository: str, digest: str) -> int | None:
         """The size of a blob linked to ``repository``, or None."""

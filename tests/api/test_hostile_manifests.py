@@ -249,14 +249,25 @@ def test_emoji_escapes_are_text(client: httpx.Client, repo: Repo) -> None:
 # -- references ----------------------------------------------------------------------
 
 
-def test_missing_blob_leaves_no_bytes(client: httpx.Client, wharf: WharfServer, repo: Repo) -> None:
+def test_missing_blob_changes_nothing_visible(
+    client: httpx.Client, wharf: WharfServer, repo: Repo
+) -> None:
+    """Refused in the push transaction: no tag, no manifest, and the catalog as it was.
+    Its bytes, stored before the transaction as every manifest's are, are an orphan GC
+    collects (tests/api/test_gc.py checks that a dry run lists them)."""
     body = json.dumps(image_manifest(CONFIG, [LAYER, b"never pushed"])).encode()
     before = state(client, wharf, repo.name)
     r = put_manifest(client, repo.name, "bad", body, OCI_MANIFEST)
     err = assert_error(r, 400, "MANIFEST_BLOB_UNKNOWN")
     assert err["detail"] == {"missing": [digest_of(b"never pushed")]}
-    assert state(client, wharf, repo.name) == before
-    assert not blob_file(wharf.root, digest_of(body)).exists()
+    after = state(client, wharf, repo.name)
+    assert after["catalog"] == before["catalog"] and after["tags"] == before["tags"]
+    assert after["files"] - before["files"] <= {
+        blob_file(wharf.root, digest_of(body)).relative_to(wharf.root)
+    }
+    assert_error(client.get(f"/v2/{repo.name}/manifests/bad"), 404, "MANIFEST_UNKNOWN")
+    by_digest = client.get(f"/v2/{repo.name}/manifests/{digest_of(body)}")
+    assert_error(by_digest, 404, "MANIFEST_UNKNOWN")
 
 
 # -- odd config blobs ----------------------------------------------------------------
