@@ -31,7 +31,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from auth.htpasswd import Htpasswd
-from auth.ldap import LdapAuthenticator, LdapUnavailable
+from auth.ldap import LdapUnavailable
+from auth.ldap_cache import LdapAuthenticator
 from auth.policy import Identity, Policy
 from auth.throttle import LoginThrottle
 

@@ -15,7 +15,8 @@ from starlette.types import ASGIApp
 
 from auth.htpasswd import Htpasswd, HtpasswdError
 from auth.keys import KeyFileError, load_certificates, load_jwks
-from auth.ldap import LdapAuthenticator, LdapDirectory, LdapOptions
+from auth.ldap import LdapDirectory, LdapOptions
+from auth.ldap_cache import LdapAuthenticator
 from auth.logins import Login, LoginObserver, Logins, RobotCheck
 from auth.policy import Identity, Policy, Rule, Subjects
 from auth.throttle import LoginThrottle

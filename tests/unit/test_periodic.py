@@ -10,7 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
-from auth.ldap import LdapAuthenticator, LdapDirectory, LdapOptions
+from auth.ldap import LdapDirectory, LdapOptions
+from auth.ldap_cache import LdapAuthenticator
 from registry.periodic import Periodic
 from registry.service.purge import UploadPurger
 from storage.memory import InMemoryDriver
