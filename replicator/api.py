@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from registry.api.access import caller_of, require_admin
+from registry.api.bodies import read_capped
 from registry.config import ReplicationRuleSettings
 from registry.errors import (
     NotFound,
@@ -158,11 +159,11 @@ class ReplicationAPI:
     # -- changing ------------------------------------------------------------------
 
     async def _body(self, request: Request) -> Any:
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                raise ReplicationRuleInvalid(f"request body larger than {MAX_BODY} bytes")
+        body = await read_capped(
+            request.stream(),
+            MAX_BODY,
+            lambda: ReplicationRuleInvalid(f"request body larger than {MAX_BODY} bytes"),
+        )
         try:
             return json.loads(body or b"null")
         except ValueError:

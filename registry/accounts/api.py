@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from registry.accounts.errors import RobotConflict, RobotExists, RobotInvalid, RobotUnknown
 from registry.accounts.robots import RobotAccounts
 from registry.api.access import caller_of, require_admin
+from registry.api.bodies import read_capped
 from registry.api.http import empty, json_response
 from registry.errors import Unsupported
 
@@ -59,11 +60,9 @@ class RobotsAPI:
         await response(scope, receive, send)
 
     async def _create(self, request: Request) -> Any:
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                raise RobotInvalid("request body too large")
+        body = await read_capped(
+            request.stream(), MAX_BODY, lambda: RobotInvalid("request body too large")
+        )
         try:
             data = json.loads(body or b"{}")
         except ValueError:

@@ -25,6 +25,7 @@ from auth.scopes import ResourceScope
 from auth.throttle import LoginThrottle, TooManyAttempts
 from auth.tokens import InvalidToken, TokenIssuer
 from registry.accounts.setup import AuthSetup
+from registry.api.bodies import read_capped
 from registry.api.http import json_response
 from registry.config import AuthSettings, ConfigError
 from registry.durations import parse_duration
@@ -129,11 +130,9 @@ class TokenEndpoint:
         return await self._answer_off_loop(who, asked, offline and who is not None)
 
     async def _post(self, request: Request) -> dict[str, Any]:
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM:
-                raise BadTokenRequest("token request too large")
+        body = await read_capped(
+            request.stream(), MAX_FORM, lambda: BadTokenRequest("token request too large")
+        )
         fields = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         self._check_service(fields.get("service"))
         asked = sc.parse_scopes([fields.get("scope", "")])

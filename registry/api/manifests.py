@@ -5,21 +5,21 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from registry.api.bodies import read_capped
 from registry.api.context import Services
 from registry.api.http import empty
 from registry.errors import ManifestInvalid
 
 
+def _too_large(limit: int) -> ManifestInvalid:
+    return ManifestInvalid(f"manifest is over the {limit} byte limit", status=413)
+
+
 async def _read_capped(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ManifestInvalid(f"manifest is over the {limit} byte limit", status=413)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ManifestInvalid(f"manifest is over the {limit} byte limit", status=413)
-    return bytes(body)
+        raise _too_large(limit)
+    return await read_capped(request.stream(), limit, lambda: _too_large(limit))
 
 
 async def put_manifest(request: Request, svc: Services, name: str, reference: str) -> Response:

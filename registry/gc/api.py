@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from registry.api.access import require_admin
+from registry.api.bodies import read_capped
 from registry.api.http import json_response
 from registry.config import Settings
 from registry.durations import parse_duration
@@ -83,11 +84,9 @@ class GCAPI:
         await json_response(body, status)(scope, receive, send)
 
     async def _start(self, request: Request) -> dict[str, Any]:
-        raw = b""
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > MAX_BODY:
-                raise InvalidParameter("request body too large")
+        raw = await read_capped(
+            request.stream(), MAX_BODY, lambda: InvalidParameter("request body too large")
+        )
         try:
             body = json.loads(raw) if raw.strip() else {}
         except ValueError:

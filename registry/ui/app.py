@@ -28,6 +28,7 @@ from auth.policy import Identity
 from auth.throttle import TooManyAttempts
 from registry.accounts.setup import AuthSetup
 from registry.api.access import caller_of, is_open
+from registry.api.bodies import read_capped
 from registry.api.context import Services
 from registry.errors import InvalidParameter, ManifestUnknown, RegistryError, Unsupported
 from registry.search.query import Params, SearchService, parse_query
@@ -234,11 +235,11 @@ class WebUI:
         return HTMLResponse(html, status, headers=dict(SECURITY_HEADERS))
 
     async def _form(self, request: Request) -> dict[str, str]:
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM:
-                raise PageError(413, "Too large", "The form is too large.")
+        body = await read_capped(
+            request.stream(),
+            MAX_FORM,
+            lambda: PageError(413, "Too large", "The form is too large."),
+        )
         return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
     def _registry_host(self, request: Request) -> str:
