@@ -66,7 +66,8 @@ class TagRow:
     manifest_id: int
 
 
-def _utc(value: datetime) -> datetime:
+def utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC time (SQLite hands naive ones back)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -180,9 +181,9 @@ def _conditions(f: SearchFilter, scan: bool = False) -> list[Any]:
     if f.artifact_type is not None:
         where.append(t.artifact_type == f.artifact_type)
     if f.pushed_after is not None:
-        where.append(t.pushed_at >= _utc(f.pushed_after))
+        where.append(t.pushed_at >= utc(f.pushed_after))
     if f.pushed_before is not None:
-        where.append(t.pushed_at < _utc(f.pushed_before))
+        where.append(t.pushed_at < utc(f.pushed_before))
     if f.repository_ids is not None:
         where.append(rid.in_(list(f.repository_ids)))
     if f.repository_range is not None:
@@ -203,14 +204,14 @@ def _sort_columns(sort: str) -> list[Any]:
 
 def cursor_values(row: TagRow, sort: str) -> list[str]:
     """The sort key of ``row`` as strings, for an opaque cursor."""
-    values = {"name": row.repository, "tag": row.tag, "pushed": _utc(row.pushed_at).isoformat()}
+    values = {"name": row.repository, "tag": row.tag, "pushed": utc(row.pushed_at).isoformat()}
     order = {"name": ["name", "tag"], "tag": ["tag", "name"], "pushed": ["pushed", "name", "tag"]}
     return [values[k] for k in order[sort]]
 
 
 def _cursor_params(after: Sequence[str], sort: str) -> list[Any]:
     if sort == "pushed":
-        return [_utc(datetime.fromisoformat(after[0])), *after[1:]]
+        return [utc(datetime.fromisoformat(after[0])), *after[1:]]
     return list(after)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -20,12 +20,8 @@ from registry.meta.tables import (
     repositories,
     tags,
 )
-from registry.search.store import platforms_of
+from registry.search.store import platforms_of, utc
 from registry.search.tables import search_facts, search_labels, search_tags
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +130,7 @@ def manifest_info(
                 "artifactType": r[2],
                 "size": r[3],
                 "annotations": _json(r[4]),
-                "pushed": _utc(r[5]).isoformat(),
+                "pushed": utc(r[5]).isoformat(),
             }
             for r in referrer_rows
         ],
