@@ -126,7 +126,7 @@ class Wharf:
         if purging.enabled:
             purger = UploadPurger(
                 self.services.uploads.uploads,
-                purging.age_seconds,
+                purging.age,
                 purging.interval_seconds,
                 purging.dryrun,
             )

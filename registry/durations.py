@@ -9,6 +9,28 @@ _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
+class Seconds(float):
+    """A duration from the configuration: its seconds, and the text it was written as
+    (``str()`` gives the text back, so ``wharf config`` prints what the operator wrote)."""
+
+    text: str
+
+    def __new__(cls, seconds: float, text: str | None = None) -> Seconds:
+        value = super().__new__(cls, seconds)
+        value.text = text if text is not None else f"{float(seconds):g}s"
+        return value
+
+    def __str__(self) -> str:
+        return self.text
+
+    @classmethod
+    def parse(cls, text: str | int | float) -> Seconds:
+        """``text`` read by :func:`parse_duration`; raises ``ValueError``."""
+        if isinstance(text, Seconds):
+            return text
+        return cls(parse_duration(text), str(text).strip())
+
+
 def parse_duration(text: str | int | float) -> float:
     """Seconds in a Go-style duration such as ``1h30m``; a bare number is seconds.
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from registry.config import Settings
-from registry.durations import parse_duration
 from registry.errors import Denied
 from replicator.client import RegistryClient
 
@@ -52,11 +51,9 @@ def upstreams(settings: Settings) -> list[Upstream]:
         client = RegistryClient(
             m.remoteurl, m.username, m.password, insecure=m.insecure, cacert=m.cacert
         )
-        lease = parse_duration(m.fetchlease)
-        found.append(Upstream(m.prefix.strip("/"), client, parse_duration(m.ttl), lease))
+        found.append(Upstream(m.prefix.strip("/"), client, m.ttl, m.fetchlease))
     proxy = settings.proxy
     if proxy.remoteurl:
         client = RegistryClient(proxy.remoteurl, proxy.username, proxy.password)
-        lease = parse_duration(proxy.fetchlease)
-        found.append(Upstream("", client, parse_duration(proxy.ttl), lease))
+        found.append(Upstream("", client, proxy.ttl, proxy.fetchlease))
     return found

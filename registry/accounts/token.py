@@ -28,7 +28,6 @@ from registry.accounts.setup import AuthSetup
 from registry.api.bodies import read_capped
 from registry.api.http import json_response
 from registry.config import AuthSettings, ConfigError
-from registry.durations import parse_duration
 from registry.errors import RegistryError, TooManyRequests, Unauthorized, Unsupported
 from registry.middleware.auth import ANONYMOUS, decode_basic, parse_authorization
 
@@ -202,8 +201,8 @@ def build_token_endpoint(settings: AuthSettings, setup: AuthSetup) -> TokenEndpo
     issuer = TokenIssuer(
         signing,
         token.issuer,
-        parse_duration(server.expiration),
-        parse_duration(server.refreshexpiration),
+        server.expiration,
+        server.refreshexpiration,
     )
     return TokenEndpoint(
         issuer,

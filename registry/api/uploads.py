@@ -67,7 +67,7 @@ def upload_limits(settings: Settings) -> UploadLimits:
     """The caps on open sessions; a session older than the purge age is the purge's."""
     maintenance = settings.storage.maintenance
     purging, limits = maintenance.uploadpurging, maintenance.uploadlimits
-    expire = purging.age_seconds if purging.enabled and not purging.dryrun else None
+    expire = purging.age if purging.enabled and not purging.dryrun else None
     return UploadLimits(limits.perrepository, limits.percaller, expire)
 
 

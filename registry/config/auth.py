@@ -6,8 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from registry.config.base import Duration, _Section
-from registry.durations import parse_duration
+from registry.config.base import Duration, _Section, duration
 
 
 class HtpasswdSettings(_Section):
@@ -38,8 +37,8 @@ class TokenServerSettings(_Section):
     enabled: bool = True
     key: str
     certificate: str
-    expiration: Duration = "5m"
-    refreshexpiration: Duration = "720h"
+    expiration: Duration = duration("5m")
+    refreshexpiration: Duration = duration("720h")
 
 
 class SubjectSettings(_Section):
@@ -95,9 +94,9 @@ class LdapSettings(_Section):
     groupbase: str = ""
     groupfilter: str = ""
     groupkinds: list[Literal["groupOfNames", "memberOf", "posixGroup"]] = ["groupOfNames"]
-    timeout: Duration = "5s"
+    timeout: Duration = duration("5s")
     poolsize: int = Field(default=4, ge=1, le=64)
-    refresh: Duration = "5m"
+    refresh: Duration = duration("5m")
     realm: str = "wharf"
 
     @model_validator(mode="after")
@@ -119,11 +118,11 @@ class LdapSettings(_Section):
 
     @property
     def timeout_seconds(self) -> float:
-        return max(parse_duration(self.timeout), 0.1)
+        return max(self.timeout, 0.1)
 
     @property
     def refresh_seconds(self) -> float:
-        return max(parse_duration(self.refresh), 1.0)
+        return max(self.refresh, 1.0)
 
 
 class ThrottleInFlightSettings(_Section):
@@ -139,22 +138,22 @@ class ThrottleSettings(_Section):
     beyond ``maxinflight`` is refused with 429 (see ``auth/throttle.py``)."""
 
     free: int = Field(default=3, ge=0)
-    base: Duration = "250ms"
-    cap: Duration = "4s"
-    window: Duration = "15m"
+    base: Duration = duration("250ms")
+    cap: Duration = duration("4s")
+    window: Duration = duration("15m")
     maxinflight: ThrottleInFlightSettings = ThrottleInFlightSettings()
 
     @property
     def base_seconds(self) -> float:
-        return max(parse_duration(self.base), 0.0)
+        return max(self.base, 0.0)
 
     @property
     def cap_seconds(self) -> float:
-        return max(parse_duration(self.cap), 0.0)
+        return max(self.cap, 0.0)
 
     @property
     def window_seconds(self) -> float:
-        return max(parse_duration(self.window), 0.0)
+        return max(self.window, 0.0)
 
 
 class AuthSettings(BaseModel):

@@ -4,19 +4,34 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, ConfigDict, PlainSerializer, PlainValidator, WithJsonSchema
 
-from registry.durations import parse_duration
-
-
-def _checked_duration(value: Any) -> str:
-    parse_duration(value)
-    return str(value)
+from registry.durations import Seconds
 
 
-# A duration setting (``30s``, ``24h``, a number of seconds), checked when the config
-# loads and kept as written.
-Duration = Annotated[str, BeforeValidator(_checked_duration)]
+def _seconds(value: Any) -> Seconds:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"a duration such as 30s, 5m or 24h, not {value!r}")
+    return Seconds.parse(value)
+
+
+def _optional_seconds(value: Any) -> Seconds | None:
+    return None if value in (None, "") else _seconds(value)
+
+
+def duration(text: str) -> Seconds:
+    """A default for a :data:`Duration` setting, written as in the config (``"5m"``)."""
+    return Seconds.parse(text)
+
+
+_AS_TEXT = PlainSerializer(lambda value: "" if value is None else str(value), return_type=str)
+_SCHEMA = WithJsonSchema({"type": "string", "examples": ["30s", "5m", "24h"]})
+
+# A duration setting (``30s``, ``24h``, a number of seconds): parsed once when the config
+# loads into seconds (a float) that remember the text, which ``wharf config`` prints.
+Duration = Annotated[Seconds, PlainValidator(_seconds), _AS_TEXT, _SCHEMA]
+# The same, where empty (or absent) means "none".
+OptionalDuration = Annotated[Seconds | None, PlainValidator(_optional_seconds), _AS_TEXT, _SCHEMA]
 
 
 class ConfigError(Exception):

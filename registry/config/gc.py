@@ -6,8 +6,7 @@ from typing import Any
 
 from pydantic import field_validator
 
-from registry.config.base import Duration, _Section
-from registry.durations import parse_duration
+from registry.config.base import Duration, OptionalDuration, _Section, duration
 
 
 class GCSettings(_Section):
@@ -16,19 +15,12 @@ class GCSettings(_Section):
     each (a lease in the database)."""
 
     schedule: str = ""
-    grace: Duration = "1h"
+    grace: Duration = duration("1h")
     deleteuntagged: bool = False
-    untaggedage: str = ""  # with deleteuntagged: keep untagged manifests younger than this
+    untaggedage: OptionalDuration = None  # with deleteuntagged: keep untagged ones younger
     walk: bool = True  # also look for orphan files in storage
     # a blob HEAD/GET writes its pin at most this often; keep it well below the grace
-    pinrefresh: Duration = "10s"
-
-    @field_validator("untaggedage", mode="before")
-    @classmethod
-    def _optional_duration(cls, value: Any) -> str:
-        if value not in (None, ""):
-            parse_duration(value)
-        return "" if value is None else str(value)
+    pinrefresh: Duration = duration("10s")
 
     @field_validator("schedule", mode="before")
     @classmethod

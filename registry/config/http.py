@@ -6,8 +6,7 @@ import os
 
 from pydantic import Field
 
-from registry.config.base import Duration, _Section, host_port
-from registry.durations import parse_duration
+from registry.config.base import Duration, _Section, duration, host_port
 
 
 class TLSSettings(_Section):
@@ -37,21 +36,23 @@ class HTTPTimeoutSettings(_Section):
     connection without progress. ``0s`` turns one off (keep-alive ``0s``: close after each
     response)."""
 
-    header: Duration = "30s"  # from a request's first byte (or the connect) to its last header
-    idle: Duration = "60s"  # longest gap in a request body, or in a client taking a response
-    keepalive: Duration = "75s"  # an idle connection between requests
+    # from a request's first byte (or the connect) to its last header
+    header: Duration = duration("30s")
+    # the longest gap in a request body, or in a client taking a response
+    idle: Duration = duration("60s")
+    keepalive: Duration = duration("75s")  # an idle connection between requests
 
     @property
     def header_seconds(self) -> float:
-        return max(parse_duration(self.header), 0.0)
+        return max(self.header, 0.0)
 
     @property
     def idle_seconds(self) -> float:
-        return max(parse_duration(self.idle), 0.0)
+        return max(self.idle, 0.0)
 
     @property
     def keepalive_seconds(self) -> float:
-        return max(parse_duration(self.keepalive), 0.0)
+        return max(self.keepalive, 0.0)
 
 
 class HTTPSettings(_Section):

@@ -6,8 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from registry.config.base import Duration, _Section
-from registry.durations import parse_duration
+from registry.config.base import Duration, _Section, duration
 
 
 class NotificationIgnoreSettings(_Section):
@@ -28,9 +27,9 @@ class NotificationEndpointSettings(_Section):
     url: str
     disabled: bool = False
     headers: dict[str, list[str]] = Field(default_factory=dict)
-    timeout: Duration = "1s"
+    timeout: Duration = duration("1s")
     threshold: int = 10
-    backoff: Duration = "1s"
+    backoff: Duration = duration("1s")
     ignoredmediatypes: list[str] = Field(default_factory=list)
     ignore: NotificationIgnoreSettings = NotificationIgnoreSettings()
     mediatype: str = ""  # empty: notifications.mediatype
@@ -38,7 +37,7 @@ class NotificationEndpointSettings(_Section):
     secret: str = ""
     maxbatch: int = Field(default=100, ge=1, le=10_000)
     maxattempts: int = Field(default=0, ge=0)  # 0: no limit
-    maxage: Duration = "168h"  # 0: no limit
+    maxage: Duration = duration("168h")  # 0: no limit
 
     @field_validator("headers", mode="before")
     @classmethod
@@ -49,15 +48,11 @@ class NotificationEndpointSettings(_Section):
 
     @property
     def timeout_seconds(self) -> float:
-        return parse_duration(self.timeout) or 1.0
+        return self.timeout or 1.0
 
     @property
     def backoff_seconds(self) -> float:
-        return parse_duration(self.backoff) or 1.0
-
-    @property
-    def maxage_seconds(self) -> float:
-        return parse_duration(self.maxage)
+        return self.backoff or 1.0
 
     def ignores(self, action: str, media_type: str) -> bool:
         """True when an event with ``action`` and target ``media_type`` is not sent here."""
@@ -75,7 +70,7 @@ class NotificationsSettings(_Section):
     events: NotificationEventsSettings = NotificationEventsSettings()
     endpoints: list[NotificationEndpointSettings] = Field(default_factory=list)
     mediatype: str = EVENTS_V1
-    retention: Duration = "168h"  # how long delivered events stay listable in /api/events
+    retention: Duration = duration("168h")  # how long delivered events stay listable in /api/events
 
     @model_validator(mode="after")
     def _unique_names(self) -> NotificationsSettings:

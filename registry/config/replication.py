@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from registry.config.base import Duration, _Section
+from registry.config.base import Duration, _Section, duration
 
 
 class RemoteSettings(_Section):
@@ -70,14 +70,15 @@ class _UpstreamSettings(_Section):
     remoteurl: str = ""
     username: str = ""
     password: str = ""
-    ttl: Duration = "1h"  # re-check a cached tag with a HEAD after this long
-    fetchlease: Duration = "30s"  # a blob fetch's lease; a dead fetcher's expires after this
+    ttl: Duration = duration("1h")  # re-check a cached tag with a HEAD after this long
+    # a blob fetch's lease: a dead fetcher's expires after this
+    fetchlease: Duration = duration("30s")
 
 
 class ProxySettings(_UpstreamSettings):
     """``proxy`` (as in the reference registry): mirror one upstream for the whole registry."""
 
-    ttl: Duration = "168h"
+    ttl: Duration = duration("168h")
 
 
 class MirrorSettings(_UpstreamSettings):

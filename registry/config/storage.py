@@ -6,8 +6,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from registry.config.base import Duration, _Section
-from registry.durations import parse_duration
+from registry.config.base import Duration, _Section, duration
 
 
 class FilesystemSettings(_Section):
@@ -51,11 +50,11 @@ class RedirectSettings(_Section):
     (drivers without URLs, such as the filesystem, always serve the bytes)."""
 
     disable: bool = False
-    expiry: Duration = "20m"
+    expiry: Duration = duration("20m")
 
     @property
     def expiry_seconds(self) -> float:
-        return max(parse_duration(self.expiry), 1.0)
+        return max(self.expiry, 1.0)
 
 
 class DeleteSettings(_Section):
@@ -64,17 +63,13 @@ class DeleteSettings(_Section):
 
 class UploadPurgingSettings(_Section):
     enabled: bool = True
-    age: Duration = "168h"
-    interval: Duration = "24h"
+    age: Duration = duration("168h")
+    interval: Duration = duration("24h")
     dryrun: bool = False
 
     @property
-    def age_seconds(self) -> float:
-        return parse_duration(self.age)
-
-    @property
     def interval_seconds(self) -> float:
-        return max(parse_duration(self.interval), 1.0)
+        return max(self.interval, 1.0)
 
 
 class UploadLimitsSettings(_Section):

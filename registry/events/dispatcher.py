@@ -140,7 +140,7 @@ class EndpointWorker:
             outcome.error,
             pause,
             self.endpoint.maxattempts,
-            self.endpoint.maxage_seconds,
+            self.endpoint.maxage,
         )
         self.metrics.failed.labels(self.name).inc(len(rest))
         if parked:

@@ -11,7 +11,6 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from registry.api.context import Services
-from registry.durations import parse_duration
 from registry.events.api import PREFIX, EventsAPI
 from registry.events.build import EventBuilder, Source
 from registry.events.dispatcher import Dispatcher
@@ -38,9 +37,7 @@ def start_events(
         return
     metrics = EventMetrics(registry)
     builder = EventBuilder(settings, Source.of(settings))
-    dispatcher = Dispatcher(
-        db, endpoints, config.mediatype, metrics, parse_duration(config.retention)
-    )
+    dispatcher = Dispatcher(db, endpoints, config.mediatype, metrics, config.retention)
     dispatcher.bind(asyncio.get_running_loop())
     services.meta.add_hook(OutboxHook(builder, endpoints, metrics, dispatcher.wake))
     pulls = PullRecorder(db, builder, endpoints, metrics, dispatcher.wake)

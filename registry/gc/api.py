@@ -23,7 +23,6 @@ from registry.api.access import require_admin
 from registry.api.bodies import read_capped
 from registry.api.http import json_response
 from registry.config import Settings
-from registry.durations import parse_duration
 from registry.errors import GCRunUnknown, InvalidParameter, NotFound, Unsupported
 from registry.gc import store_mark, store_runs, store_usage
 from registry.gc.runner import GCRunner, options_from_request
@@ -105,7 +104,7 @@ class GCAPI:
         return {"runs": runs}
 
     async def _usage(self) -> dict[str, Any]:
-        grace = parse_duration(self.settings.gc.grace)
+        grace = self.settings.gc.grace
         opts = store_mark.MarkOptions(cutoff=time.time() - grace)
         result: dict[str, Any] = await self.db.run_read(store_usage.usage, opts)
         return result

@@ -35,10 +35,10 @@ def options_from(settings: Settings, **overrides: Any) -> GCOptions:
     gc: GCSettings = settings.gc
     purging = settings.storage.maintenance.uploadpurging
     values: dict[str, Any] = {
-        "grace": parse_duration(gc.grace),
+        "grace": gc.grace,
         "delete_untagged": gc.deleteuntagged,
-        "untagged_age": parse_duration(gc.untaggedage) if gc.untaggedage else None,
-        "upload_age": purging.age_seconds if purging.enabled else None,
+        "untagged_age": gc.untaggedage,
+        "upload_age": purging.age if purging.enabled else None,
         "walk": gc.walk,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})

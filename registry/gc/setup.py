@@ -12,7 +12,6 @@ from starlette.types import ASGIApp
 
 from registry.api.context import Services
 from registry.config import Settings
-from registry.durations import parse_duration
 from registry.gc.api import GCAPI, PREFIX
 from registry.gc.guard import PushGuard
 from registry.gc.runner import GCMetrics, GCRunner
@@ -24,7 +23,7 @@ from registry.schedules import parse_schedule
 def gc_pins(db: Database, settings: Settings) -> PushGuard:
     """The services' pins (asked for before they are built): always on, since a GC may
     run from the CLI at any time."""
-    return PushGuard(db, parse_duration(settings.gc.pinrefresh))
+    return PushGuard(db, settings.gc.pinrefresh)
 
 
 def start_gc(

@@ -109,3 +109,23 @@ def test_durations() -> None:
             parse_duration(bad)
     with pytest.raises(ConfigError, match="invalid configuration"):
         load_settings(None, env={"REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE": "soon"})
+
+
+def test_duration_settings_are_seconds_parsed_once_and_print_as_written(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yml"
+    cfg.write_text("gc:\n  grace: 1h30m\n  untaggedage: 45m\nhttp:\n  timeouts:\n    idle: 90\n")
+    settings = load_settings(str(cfg), env={"REGISTRY_NOTIFICATIONS_RETENTION": "2h"})
+    assert settings.gc.grace == 5400.0 and settings.gc.untaggedage == 2700.0
+    assert settings.http.timeouts.idle == 90.0
+    assert settings.notifications.retention == 7200.0
+    assert settings.storage.maintenance.uploadpurging.age == 168 * 3600  # a default
+    dumped = settings.model_dump(mode="json")
+    assert dumped["gc"]["grace"] == "1h30m" and dumped["gc"]["untaggedage"] == "45m"
+    assert dumped["http"]["timeouts"]["idle"] == "90"
+    assert dumped["storage"]["maintenance"]["uploadpurging"]["age"] == "168h"
+    assert load_settings(None, env={}).gc.untaggedage is None  # empty: none
+    assert load_settings(None, env={}).model_dump()["gc"]["untaggedage"] == ""
+    for bad in ("soon", "[1, 2]", "true"):
+        cfg.write_text(f"gc:\n  grace: {bad}\n")
+        with pytest.raises(ConfigError, match="gc.grace"):
+            load_settings(str(cfg), env={})
