@@ -1,8 +1,8 @@
-"""The ``robots`` table, on the shared metadata (``registry.meta.tables.metadata``)."""
+"""The ``robots`` and ``users`` tables, on the shared metadata (``registry.meta.tables``)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Integer, String, Table, Text
+from sqlalchemy import Boolean, Column, DateTime, Integer, String, Table, Text
 
 from registry.meta.tables import metadata, name_type
 
@@ -17,4 +17,22 @@ robots = Table(
     Column("created_by", String(255), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=True),
+)
+
+# Local users (issue #15, Harbor's "database" auth mode), beside htpasswd and LDAP. The
+# password is kept only as a slow salted hash (``password_hash``, argon2 or bcrypt in the
+# hash's own text format); ``admin`` makes the user a system administrator.
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", name_type(255), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("email", String(255), nullable=False, default=""),
+    Column("admin", Boolean, nullable=False, default=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_by", String(255), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("password_changed_at", DateTime(timezone=True), nullable=False),
 )

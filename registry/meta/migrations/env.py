@@ -11,6 +11,7 @@ for module in (
     "registry.accounts.tables",
     "registry.events.tables",
     "registry.gc.tables",
+    "registry.projects.tables",
     "registry.search.tables",
     "registry.ui.tables",
     "replicator.tables",
