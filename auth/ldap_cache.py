@@ -11,7 +11,8 @@ its own thread pool (never on the event loop) and caches, per process:
   have verified once (:meth:`LdapAuthenticator.seen_before`): it is bound again, but is
   not held to the throttle's per-user bound (a guesser cannot produce it);
 - each user's groups, read again for the users seen lately by a background task every
-  ``refresh`` seconds (:meth:`LdapAuthenticator.run_refresher`), so a user removed from a
+  ``refresh`` seconds (:meth:`LdapAuthenticator.refresh_once`, run by the accounts
+  feature's loop: ``registry.accounts.setup.ldap_refresher``), so a user removed from a
   group loses that group's access within ``refresh`` even while they keep logging in
   with cached credentials. A token already issued stays valid until it expires.
 """
@@ -31,7 +32,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from auth.ldap import LdapDirectory, LdapUnavailable, LdapUser, valid_name
-from registry.periodic import Periodic, Sleep
 
 log = logging.getLogger("wharf.auth")
 
@@ -162,19 +162,6 @@ class LdapAuthenticator:
             known.groups, known.refreshed = groups, self.clock()
             done += 1
         return done
-
-    async def run_refresher(self) -> None:
-        """Refresh every ``refresh`` seconds until cancelled (needs a service account;
-        without one, groups are read again at each login after ``refresh``)."""
-        if self.can_refresh:
-            await self.refresher().run()
-
-    def refresher(self, sleep: Sleep = asyncio.sleep) -> Periodic:
-        """The refresh loop: every ``refresh`` seconds, the first one ``refresh`` after
-        the start; a failed refresh is logged and the next one comes on time."""
-        return Periodic(
-            "LDAP group refresh", self.refresh_once, log, interval=self.refresh, sleep=sleep
-        )
 
     def close(self) -> None:
         """Unbind the pooled connections (in the LDAP threads, not the event loop)."""

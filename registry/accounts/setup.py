@@ -6,6 +6,7 @@ and what needs the running app (:func:`start_auth`: robot logins against the dat
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -27,6 +28,9 @@ from registry.api.context import Services
 from registry.config import AuthSettings, ConfigError, LdapSettings, PolicySettings
 from registry.metrics import Metrics
 from registry.middleware.auth import BasicGate, Gate, TokenGate
+from registry.periodic import Periodic, Sleep
+
+_log = logging.getLogger("wharf.auth")
 
 
 def build_policy(settings: PolicySettings | None) -> Policy:
@@ -55,6 +59,18 @@ def build_policy(settings: PolicySettings | None) -> Policy:
             frozenset(settings.catalog.users), frozenset(settings.catalog.groups)
         ),
         groups={g: list(members) for g, members in settings.groups.items()},
+    )
+
+
+def ldap_refresher(ldap: LdapAuthenticator, sleep: Sleep = asyncio.sleep) -> Periodic | None:
+    """The LDAP group refresh loop: every ``auth.ldap.refresh`` seconds, the first one
+    ``refresh`` after the start; a failed refresh is logged and the next one comes on
+    time. None without a service account (then groups are read again at each login
+    after ``refresh``)."""
+    if not ldap.can_refresh:
+        return None
+    return Periodic(
+        "LDAP group refresh", ldap.refresh_once, _log, interval=ldap.refresh, sleep=sleep
     )
 
 
@@ -95,7 +111,9 @@ class AuthSetup:
         tasks: list[asyncio.Task[None]] = []
         if self.logins.ldap is not None:
             self.logins.ldap.directory.on_operation = ldap_operation
-            tasks.append(asyncio.create_task(self.logins.ldap.run_refresher(), name="ldap-refresh"))
+            refresher = ldap_refresher(self.logins.ldap)
+            if refresher is not None:
+                tasks.append(refresher.start())
         return tasks
 
     def close(self) -> None:

@@ -127,5 +127,5 @@ def test_duration_settings_are_seconds_parsed_once_and_print_as_written(tmp_path
     assert load_settings(None, env={}).model_dump()["gc"]["untaggedage"] == ""
     for bad in ("soon", "[1, 2]", "true"):
         cfg.write_text(f"gc:\n  grace: {bad}\n")
-        with pytest.raises(ConfigError, match="gc.grace"):
+        with pytest.raises(ConfigError, match=r"gc\.grace"):
             load_settings(str(cfg), env={})
