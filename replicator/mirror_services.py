@@ -118,9 +118,9 @@ class MirroredUploads(Delegating, UploadService):
         self._inner = inner
         self.mirrors = mirrors
 
-    async def start(self, repository: str) -> str:
+    async def start(self, repository: str, upload_id: str | None = None) -> str:
         self.mirrors.refuse_writes(repository)
-        return await UploadService.start(self, repository)
+        return await UploadService.start(self, repository, upload_id)
 
     async def monolithic(self, repository: str, *args: Any, **kw: Any) -> int:
         self.mirrors.refuse_writes(repository)

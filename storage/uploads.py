@@ -89,9 +89,15 @@ class UploadStore:
             raise UploadNotFound(upload_id)
         return upload_id
 
-    async def create(self, repository: str) -> str:
-        """Start an empty upload for ``repository`` and return its id."""
-        upload_id = str(uuid.uuid4())
+    @staticmethod
+    def new_id() -> str:
+        """A fresh upload id (for :meth:`create`, when it must be known beforehand)."""
+        return str(uuid.uuid4())
+
+    async def create(self, repository: str, upload_id: str | None = None) -> str:
+        """Start an empty upload for ``repository`` and return its id (``upload_id``,
+        one of :meth:`new_id`, or a new one)."""
+        upload_id = self._check_id(upload_id) if upload_id is not None else self.new_id()
         info = {"repository": repository, "started": time.time()}
         try:
             # Not synced: after a crash an upload without its info is unknown and the

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, delete, exists, func, select
 
-from registry.meta import direct
+from registry.meta import direct, uploads
 from registry.meta import queries as q
 from registry.meta.changes import Change, ChangeHook
 from registry.meta.db import Database
@@ -75,7 +75,11 @@ def _record(row: Any) -> ManifestRecord:
 # -- blobs -----------------------------------------------------------------
 
 
-def _link_blob(conn: Connection, hooks: Hooks, change: Change) -> None:
+def _link_blob(
+    conn: Connection, hooks: Hooks, change: Change, ended_upload: str | None = None
+) -> None:
+    if ended_upload is not None:
+        uploads.forget(conn, [ended_upload])
     digest = change.digest
     _insert_ignore(conn, blobs, [{"digest": digest, "size": change.size, "created_at": _now()}])
     repo_id = _repository_id(conn, change.repository, create=True)
@@ -321,10 +325,16 @@ class MetadataStore:
         self.catalog_sources.append(source)
 
     async def link_blob(
-        self, repository: str, digest: str, size: int, from_repository: str | None = None
+        self,
+        repository: str,
+        digest: str,
+        size: int,
+        from_repository: str | None = None,
+        ended_upload: str | None = None,
     ) -> None:
         """Record that ``digest`` (already in storage) is part of ``repository``: a blob
-        pushed, or mounted ``from_repository``."""
+        pushed, or mounted ``from_repository``; ``ended_upload``: the counted upload
+        session it came from, whose row goes in the same transaction."""
         change = Change(
             action="mount" if from_repository else "push",
             kind="blob",
@@ -334,7 +344,7 @@ class MetadataStore:
             from_repository=from_repository,
             request=current_request.get(),
         )
-        await self.db.run_write(_link_blob, tuple(self.hooks), change)
+        await self.db.run_write(_link_blob, tuple(self.hooks), change, ended_upload)
 
     async def blob_size(self, repository: str, digest: str) -> int | None:
         """The size of a blob linked to ``repository``, or None."""

@@ -72,10 +72,14 @@ def _count(scope: Scope) -> Any:
 
 @cache
 def _oldest(scope: Scope) -> Any:
-    """Parameters: ``name``, ``after``, ``limit``."""
+    """Parameters: ``name``, ``after``, ``settled``, ``limit``."""
     return (
         select(_t.id)
-        .where(_t[scope] == bindparam("name"), _t.started_at >= bindparam("after"))
+        .where(
+            _t[scope] == bindparam("name"),
+            _t.started_at >= bindparam("after"),
+            _t.started_at < bindparam("settled"),
+        )
         .order_by(_t.started_at)
         .limit(bindparam("limit"))
     )
@@ -108,9 +112,11 @@ def full(
     caps: Caps,
     live_after: float,
     oldest: int = 0,
+    settled_before: float = float("inf"),
 ) -> Full | None:
     """The first cap (the caller's, then the repository's) one more session would go
-    over, with up to ``oldest`` of the sessions it counts, oldest first; None if none."""
+    over, with up to ``oldest`` of the sessions it counts that started before
+    ``settled_before``, oldest first; None if none."""
     checks: tuple[tuple[Scope, int, str], ...] = (
         ("caller", caps.caller, caller),
         ("repository", caps.repository, repository),
@@ -123,7 +129,8 @@ def full(
             continue
         ids: tuple[str, ...] = ()
         if oldest > 0:
-            rows = direct.rows(conn, _oldest(scope), {**params, "limit": oldest})
+            more = {"limit": oldest, "settled": settled_before}
+            rows = direct.rows(conn, _oldest(scope), {**params, **more})
             ids = tuple(str(row[0]) for row in rows)
         return Full(scope, limit, ids)
     return None
@@ -147,12 +154,15 @@ def open_session(
     caps: Caps,
     now: float,
     live_after: float,
+    oldest: int = 0,
+    settle: float = 0.0,
 ) -> Full | None:
-    """Record the session ``upload_id`` unless a cap is reached (then the cap, and no row)."""
+    """Record the session ``upload_id`` unless a cap is reached (then the cap, with up
+    to ``oldest`` of the sessions it counts older than ``settle`` seconds, and no row)."""
     _lock(conn, repository, caller, caps)
     if live_after > NO_EXPIRY:
         direct.execute(conn, _delete_expired(), {"before": live_after})
-    found = full(conn, repository, caller, caps, live_after)
+    found = full(conn, repository, caller, caps, live_after, oldest, now - settle)
     if found is not None:
         return found
     row = {"id": upload_id, "repository": repository, "caller": caller, "started_at": now}
@@ -171,12 +181,6 @@ class UploadSessions:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def full(
-        self, repository: str, caller: str, caps: Caps, live_after: float, oldest: int
-    ) -> Full | None:
-        """The cap one more session would go over (a read: the opening decides)."""
-        return await self.db.run_read(full, repository, caller, caps, live_after, oldest)
-
     async def open(
         self,
         upload_id: str,
@@ -185,11 +189,14 @@ class UploadSessions:
         caps: Caps,
         now: float,
         live_after: float,
+        oldest: int = 0,
+        settle: float = 0.0,
     ) -> Full | None:
         """Count and record ``upload_id`` in one transaction: None once recorded, else
-        the cap it would go over (nothing recorded)."""
+        the cap it would go over, with up to ``oldest`` of its sessions older than
+        ``settle`` seconds (nothing recorded)."""
         return await self.db.run_write(
-            open_session, upload_id, repository, caller, caps, now, live_after
+            open_session, upload_id, repository, caller, caps, now, live_after, oldest, settle
         )
 
     async def forget(self, *upload_ids: str) -> None:

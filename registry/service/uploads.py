@@ -36,6 +36,9 @@ RETRY_AFTER = 10
 # at its cap costs a database read, not storage reads, per refused POST).
 RECHECK = 16
 RECHECK_EVERY = 30.0
+# A session's row is written before its files: one younger than this is never taken
+# for gone from storage (its files may still be being made).
+SETTLE = 30.0
 _SEEN_MAX = 4096
 
 
@@ -70,46 +73,50 @@ class UploadService:
         self.clock = clock  # epoch seconds: when a session starts, and expires
         self._seen: dict[str, float] = {}  # session id: when last found in storage
 
-    async def start(self, repository: str) -> str:
-        """Open an upload session and return its id (not counted against any cap)."""
-        return await self.uploads.create(repository)
+    async def start(self, repository: str, upload_id: str | None = None) -> str:
+        """Open an upload session (with ``upload_id`` if given) and return its id (not
+        counted against any cap)."""
+        return await self.uploads.create(repository, upload_id)
 
     async def open(self, repository: str, caller: str, limits: UploadLimits) -> str:
         """Open an upload session for ``caller`` (``user:NAME`` or ``addr:ADDRESS``) and
         return its id; past a cap of ``limits``, :class:`TooManyRequests` (429) and
         nothing is created, neither a row nor a file.
 
-        A read finds a full cap before storage is touched; the session's row is then
-        counted and inserted in one transaction, and should another request have taken
-        the last slot meanwhile the session just created is deleted again."""
+        The session's row is counted and inserted in one transaction before storage is
+        touched; should storage then fail (or a pull-through mirror refuse the write),
+        the row is deleted again."""
         caps = limits.caps
         if not caps.any:
             return await self.start(repository)
         caller = caller[:255]
-        found = await self._full(repository, caller, limits)
+        upload_id = self.uploads.new_id()
+        found = await self._record(upload_id, repository, caller, limits)
         if found is not None:
             raise _too_many(found, repository)
-        upload_id = await self.start(repository)  # a pull-through mirror may refuse here
         try:
+            return await self.start(repository, upload_id)  # a mirror may refuse here
+        except BaseException:
+            await self.sessions.forget(upload_id)
+            raise
+
+    async def _record(
+        self, upload_id: str, repository: str, caller: str, limits: UploadLimits
+    ) -> Full | None:
+        """Record the session, or the cap it would go over: that after giving back the
+        slots of counted sessions that are gone from storage (purged, or whose end was
+        not recorded), at most once per cap."""
+        for _ in range(3):
             now = self.clock()
             found = await self.sessions.open(
-                upload_id, repository, caller, caps, now, _live_after(limits, now)
-            )
-        except BaseException:
-            await self._discard(upload_id)
-            raise
-        if found is not None:
-            await self._discard(upload_id)
-            raise _too_many(found, repository)
-        return upload_id
-
-    async def _full(self, repository: str, caller: str, limits: UploadLimits) -> Full | None:
-        """The cap one more session would go over, after giving back the slots of
-        counted sessions that are gone from storage (purged, or whose end was not
-        recorded); at most once per cap."""
-        for _ in range(2):
-            found = await self.sessions.full(
-                repository, caller, limits.caps, _live_after(limits, self.clock()), RECHECK
+                upload_id,
+                repository,
+                caller,
+                limits.caps,
+                now,
+                _live_after(limits, now),
+                RECHECK,
+                SETTLE,
             )
             if found is None:
                 return None
@@ -117,9 +124,7 @@ class UploadService:
             if not gone:
                 return found
             await self.sessions.forget(*gone)
-        return await self.sessions.full(
-            repository, caller, limits.caps, _live_after(limits, self.clock()), 0
-        )
+        return found
 
     async def _exists(self, upload_id: str) -> bool:
         now = self.clock()
@@ -203,11 +208,16 @@ class UploadService:
         except ValueError as e:
             await self._over(upload_id, counted)
             raise SizeInvalid(str(e)) from None
-        await self._over(upload_id, counted)
-        try:
-            await self.meta.link_blob(repository, str(digest), size)
+        try:  # the session's slot is given back in the same transaction
+            await self.meta.link_blob(
+                repository, str(digest), size, ended_upload=upload_id if counted else None
+            )
         except DigestBusy:  # stalled longer than the GC grace period: its bytes may be gone
+            await self._over(upload_id, counted)
             raise Unavailable("the blob was garbage collected meanwhile; upload it again") from None
+        except BaseException:
+            await self._over(upload_id, counted)
+            raise
         return size
 
     async def cancel(self, repository: str, upload_id: str) -> None:
