@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 
@@ -43,8 +42,7 @@ def start_gc(
     mount(PREFIX, GCAPI(services.settings, services.meta.db, runner))
     stack.callback(runner.cancel)
     if services.settings.gc.schedule:
-        plan = parse_schedule(services.settings.gc.schedule)
-        loop = runner.schedule_cron(plan.cron) if plan.cron else runner.schedule(plan.interval or 0)
-        task = asyncio.create_task(loop, name="gc-schedule")
-        stack.callback(task.cancel)
+        schedule = runner.periodic(parse_schedule(services.settings.gc.schedule))
+        schedule.start()
+        stack.callback(schedule.cancel)
     return runner
