@@ -8,6 +8,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from registry.durations import parse_duration
 from registry.errors import GCRunning, InvalidParameter
 from registry.gc import store_runs
 from registry.gc.collector import Collector, GCBusy, GCOptions, GCResult
+from registry.gc.store_mark import KeepRoots
 from registry.meta.changes import ChangeHook
 from registry.meta.db import Database
 from registry.periodic import Clock, Periodic, Sleep, Uniform
@@ -107,6 +109,7 @@ class GCRunner:
         driver: StorageDriver,
         hooks: list[ChangeHook],
         metrics: GCMetrics | None = None,
+        roots: Sequence[KeepRoots] = (),
         clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
         uniform: Uniform = random.uniform,
@@ -116,6 +119,7 @@ class GCRunner:
         self.driver = driver
         self.hooks = hooks  # the store's live list: hooks added later count too
         self.metrics = metrics
+        self.roots = tuple(roots)  # what features keep besides the tags (store_mark)
         self.clock = clock  # epoch seconds: compared with the runs' recorded times
         self.sleep = sleep
         self.uniform = uniform
@@ -123,7 +127,7 @@ class GCRunner:
 
     async def start(self, options: GCOptions, trigger: str) -> int:
         """Start a run in the background; its id. :class:`GCRunning` if one is going on."""
-        collector = Collector(self.db, self.driver, self.hooks)
+        collector = Collector(self.db, self.driver, self.hooks, roots=self.roots)
         try:
             run_id = await collector.start(options, trigger)
         except GCBusy as e:
