@@ -38,6 +38,7 @@ from registry.service.purge import UploadPurger
 from registry.service.uploads import UploadService
 from registry.ui.setup import start_ui
 from replicator.mirror import install_mirrors
+from replicator.mirror_store import MirrorRoots
 from replicator.setup import start_replication
 from storage.blobs import BlobStore
 from storage.uploads import UploadStore
@@ -147,7 +148,9 @@ class Wharf:
         """Mount the feature APIs and start their background tasks (each feature adds
         its lines here; ``self._stack`` cancels and closes them at shutdown)."""
         assert self.services is not None
-        start_gc(self.services, self.metrics.registry, self._stack, self.mount)  # online GC (#7)
+        start_gc(  # online GC (#7), keeping what the pull-through mirror cached (#6)
+            self.services, self.metrics.registry, self._stack, self.mount, [MirrorRoots()]
+        )
         if self._auth is not None:  # robot accounts, LDAP group refresh, login metrics (#4)
             start_auth(self._auth, self.services, self.metrics, self._stack, self.mount)
         search = start_search(self.services, self.mount)  # search (#8)

@@ -31,6 +31,7 @@ from registry.meta.migrate import (
 from registry.metrics import MULTIPROC_ENV
 from registry.search.cli import add_commands as search_commands
 from replicator.cli import add_commands as replicator_commands
+from replicator.mirror_store import MirrorRoots
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -209,7 +210,7 @@ def parser() -> argparse.ArgumentParser:
     replicator_commands(sub)  # wharf replicate (#6)
     search_commands(sub)  # wharf search reindex (#8)
     robot_commands(sub)  # wharf robot create|list|revoke (#4)
-    gc_commands(sub)  # wharf gc (#7)
+    gc_commands(sub, [MirrorRoots()])  # wharf gc (#7), keeping the mirror's cache (#6)
     events_commands(sub)  # wharf events status|dead|requeue (#5)
     return p
 

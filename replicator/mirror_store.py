@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.sql import Select
 
 from registry.meta.db import Database
+from registry.meta.tables import repositories
 from replicator.tables import mirror_fetches, mirror_manifests
 
 
@@ -193,3 +195,21 @@ def mirrored_repositories(conn: Connection, limit: int | None, last: str | None)
     if limit is not None:
         query = query.limit(limit)
     return list(conn.execute(query).scalars())
+
+
+class MirrorRoots:
+    """What garbage collection keeps for the pull-through mirror (GC's ``KeepRoots``,
+    given to it by the registry and ``wharf gc``): the mirror keeps no manifest rows or
+    tags, so nothing it cached is reachable from tags; it stays, so that cached images
+    are served while the upstream is down (those of a mirror configured before, too)."""
+
+    name = "pull-through mirror"
+
+    def repositories(self) -> Select[Any]:
+        """Repositories holding a mirror's cache, kept whole: their links and blobs."""
+        names = select(mirror_manifests.c.repository)
+        return select(repositories.c.id).where(repositories.c.name.in_(names))
+
+    def digests(self) -> Select[Any]:
+        """The bytes of the manifests a mirror cached (no manifest row names them)."""
+        return select(mirror_manifests.c.digest)

@@ -106,5 +106,5 @@ class GCAPI:
     async def _usage(self) -> dict[str, Any]:
         grace = self.settings.gc.grace
         opts = store_mark.MarkOptions(cutoff=time.time() - grace)
-        result: dict[str, Any] = await self.db.run_read(store_usage.usage, opts)
+        result: dict[str, Any] = await self.db.run_read(store_usage.usage, opts, self.runner.roots)
         return result

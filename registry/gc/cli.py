@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import sys
 import time
-from typing import Any, TextIO
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 from registry.commandline import add_config_arguments, settings_or_exit
 from registry.durations import parse_duration
+
+if TYPE_CHECKING:
+    from registry.gc.store_mark import KeepRoots
 
 
 class _Bar:
@@ -71,7 +76,7 @@ def _positive(text: str) -> int:
     return value
 
 
-async def _run(args: argparse.Namespace) -> int:
+async def _run(args: argparse.Namespace, roots: Sequence[KeepRoots] = ()) -> int:
     from registry.drivers import make_driver
     from registry.gc.collector import Collector, GCBusy
     from registry.gc.runner import options_from
@@ -92,7 +97,7 @@ async def _run(args: argparse.Namespace) -> int:
     db = Database(settings.database_url, 2, False)
     bar = _Bar(sys.stderr) if not args.quiet else None
     try:
-        collector = Collector(db, make_driver(settings), progress=bar)
+        collector = Collector(db, make_driver(settings), progress=bar, roots=roots)
         deadline = time.monotonic() + args.wait
         while True:
             try:
@@ -126,12 +131,13 @@ async def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _gc(args: argparse.Namespace) -> int:
-    return asyncio.run(_run(args))
+def _gc(args: argparse.Namespace, roots: Sequence[KeepRoots] = ()) -> int:
+    return asyncio.run(_run(args, roots))
 
 
-def add_commands(sub: Any) -> None:
-    """Add ``wharf gc`` to the command line."""
+def add_commands(sub: Any, roots: Sequence[KeepRoots] = ()) -> None:
+    """Add ``wharf gc`` to the command line; its runs keep ``roots`` (what features keep
+    though no tag reaches it), as the registry's do."""
 
     gc = sub.add_parser(
         "gc", help="garbage collection: delete what no tag reaches (safe while serving)"
@@ -165,4 +171,4 @@ def add_commands(sub: Any) -> None:
     )
     gc.add_argument("--json", action="store_true", help="print the result as JSON")
     gc.add_argument("-q", "--quiet", action="store_true", help="no progress display")
-    gc.set_defaults(func=_gc)
+    gc.set_defaults(func=functools.partial(_gc, roots=tuple(roots)))

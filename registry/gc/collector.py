@@ -166,6 +166,7 @@ class Collector:
         hooks: Sequence[ChangeHook] = (),
         holder: str | None = None,
         progress: Progress | None = None,
+        roots: Sequence[store_mark.KeepRoots] = (),
     ) -> None:
         self.db = db
         self.driver = driver
@@ -173,6 +174,7 @@ class Collector:
         self.hooks = tuple(hooks)
         self.holder = holder or _default_holder()
         self.progress = progress
+        self.roots = tuple(roots)  # what features keep besides the tags (store_mark)
         self.run_id: int | None = None
         self._phase = "starting"
         self._done = 0
@@ -305,7 +307,9 @@ class Collector:
         mark_started = time.monotonic()
         untagged_cutoff = now - options.untagged_age if options.untagged_age is not None else None
         mark_opts = store_mark.MarkOptions(cutoff, options.delete_untagged, untagged_cutoff)
-        found = await self.db.run_read(store_mark.mark, mark_opts)
+        if self.roots:
+            log.debug("gc keeps the roots of %s", ", ".join(r.name for r in self.roots))
+        found = await self.db.run_read(store_mark.mark, mark_opts, self.roots)
         result.mark_seconds = time.monotonic() - mark_started
         result.live_manifests, result.live_blobs = found.live_manifests, found.live_blobs
         sweep_started = time.monotonic()
@@ -392,7 +396,9 @@ class Collector:
         for file_batch in _batches(items, options.batch):
             stats = [(d, s, await self._mtime(d)) for d, s in file_batch]
             present = [(d, s, m) for d, s, m in stats if m is not None]
-            doomed = await self.db.run_write(store_doom.doom_files, present, run_id, cutoff)
+            doomed = await self.db.run_write(
+                store_doom.doom_files, present, run_id, cutoff, self.roots
+            )
             await self._delete_files(doomed, run_id)
             result.bytes_reclaimed += sum(s for _, s in doomed)
             self._advance(len(file_batch))
@@ -404,7 +410,9 @@ class Collector:
                 )
                 unknown = [b for b in walk_batch if b[0] not in known and b[2] < cutoff]
                 if unknown:
-                    doomed = await self.db.run_write(store_doom.doom_files, unknown, run_id, cutoff)
+                    doomed = await self.db.run_write(
+                        store_doom.doom_files, unknown, run_id, cutoff, self.roots
+                    )
                     await self._delete_files(doomed, run_id)
                     result.orphan_files_deleted += len(doomed)
                     result.bytes_reclaimed += sum(s for _, s in doomed)

@@ -8,7 +8,8 @@ import contextlib
 import logging
 import random
 import time
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -18,9 +19,11 @@ from registry.durations import parse_duration
 from registry.errors import GCRunning, InvalidParameter
 from registry.gc import store_runs
 from registry.gc.collector import Collector, GCBusy, GCOptions, GCResult
+from registry.gc.store_mark import KeepRoots
 from registry.meta.changes import ChangeHook
 from registry.meta.db import Database
-from registry.schedules import next_time, seconds_until_next
+from registry.periodic import Clock, Periodic, Sleep, Uniform
+from registry.schedules import Schedule, next_time, seconds_until_next
 from storage.driver import StorageDriver
 
 log = logging.getLogger("wharf.gc")
@@ -28,6 +31,8 @@ log = logging.getLogger("wharf.gc")
 CRON_JITTER = 5.0  # seconds after a cron time within which each node tries to start
 CRON_RETRY = 30.0  # seconds between tries while another run holds the lease
 CRON_STEP = 300.0  # the longest sleep before looking at the clock again
+INTERVAL_STEP = 300.0  # with an interval schedule, look at least this often (jittered)
+SCHEDULE_NAME = "scheduled garbage collection"  # the loop's task, and its errors' log
 
 
 def options_from(settings: Settings, **overrides: Any) -> GCOptions:
@@ -104,17 +109,25 @@ class GCRunner:
         driver: StorageDriver,
         hooks: list[ChangeHook],
         metrics: GCMetrics | None = None,
+        roots: Sequence[KeepRoots] = (),
+        clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
+        uniform: Uniform = random.uniform,
     ) -> None:
         self.settings = settings
         self.db = db
         self.driver = driver
         self.hooks = hooks  # the store's live list: hooks added later count too
         self.metrics = metrics
+        self.roots = tuple(roots)  # what features keep besides the tags (store_mark)
+        self.clock = clock  # epoch seconds: compared with the runs' recorded times
+        self.sleep = sleep
+        self.uniform = uniform
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, options: GCOptions, trigger: str) -> int:
         """Start a run in the background; its id. :class:`GCRunning` if one is going on."""
-        collector = Collector(self.db, self.driver, self.hooks)
+        collector = Collector(self.db, self.driver, self.hooks, roots=self.roots)
         try:
             run_id = await collector.start(options, trigger)
         except GCBusy as e:
@@ -137,41 +150,81 @@ class GCRunner:
         if self.metrics is not None:
             self.metrics.record(result)
 
-    async def schedule(self, interval: float) -> None:
-        """Every ``interval`` (jittered), start a run unless one ran (on any node) lately.
+    def periodic(self, plan: Schedule) -> Periodic:
+        """The loop of ``gc.schedule`` (an interval or a cron expression)."""
+        if plan.cron is not None:
+            return self.cron_periodic(plan.cron)
+        assert plan.interval is not None
+        return self.interval_periodic(plan.interval)
+
+    def interval_periodic(self, interval: float) -> Periodic:
+        """Every ``interval`` (at most every 5 minutes, jittered), start a run unless one
+        ran (on any node) lately; the first look comes 1 s to a minute after start.
 
         Every node runs this loop; the lease lets one run at a time, and the last
         scheduled run's start time, in the database, spaces them out across nodes.
         """
-        await asyncio.sleep(random.uniform(1.0, min(interval, 60.0)))
-        while True:
+
+        async def job() -> None:
             try:
                 last = await self.db.run_read(store_runs.last_finished)
-                if last is None or time.time() - last >= interval * 0.9:
+                if last is None or self.clock() - last >= interval * 0.9:
                     await self.start(options_from(self.settings), "schedule")
             except GCRunning:
                 pass
-            except Exception:
-                log.exception("scheduled garbage collection could not start")
-            await asyncio.sleep(min(interval, 300.0) * random.uniform(0.5, 1.0))
+
+        return Periodic(
+            SCHEDULE_NAME,
+            job,
+            log,
+            interval=min(interval, INTERVAL_STEP),
+            first=(1.0, min(interval, 60.0)),
+            jitter=(0.5, 1.0),
+            clock=self.clock,
+            sleep=self.sleep,
+            uniform=self.uniform,
+        )
+
+    def cron_periodic(self, expression: str) -> Periodic:
+        """At each time of cron ``expression`` (UTC), start one run across all nodes and
+        workers: the first to wake (up to ``CRON_JITTER`` after the time, so that nodes do
+        not all race for the lease at once) takes the lease and records a scheduled run;
+        the others see that record (or the lease taken) and wait for the next time."""
+
+        def following(now: float) -> float:
+            due, _ = seconds_until_next(expression, datetime.fromtimestamp(now, UTC))
+            return due.timestamp()
+
+        async def job() -> None:
+            assert periodic.due is not None
+            due = datetime.fromtimestamp(periodic.due, UTC)
+            await self._start_scheduled(due, next_time(expression, due))
+
+        periodic = Periodic(
+            SCHEDULE_NAME,
+            job,
+            log,
+            next_time=following,
+            step=CRON_STEP,  # read the clock again now and then: it may be set, or the
+            spread=CRON_JITTER,  # host suspended
+            clock=self.clock,
+            sleep=self.sleep,
+            uniform=self.uniform,
+        )
+        return periodic
+
+    async def schedule(self, interval: float) -> None:
+        """:meth:`interval_periodic` until cancelled."""
+        await self.interval_periodic(interval).run()
 
     async def schedule_cron(self, expression: str) -> None:
-        """At each time of cron ``expression`` (UTC), start one run across all nodes and
-        workers: the first to wake takes the lease and records a scheduled run; the others
-        see that record (or the lease taken) and wait for the next time."""
-        while True:
-            due, wait = seconds_until_next(expression, datetime.now(UTC))
-            if wait > CRON_STEP:  # read the clock again now and then: it may be set, or
-                await asyncio.sleep(CRON_STEP)  # the host suspended
-                continue
-            # a little jitter, so that nodes do not all race for the lease at once
-            await asyncio.sleep(wait + random.uniform(0.0, CRON_JITTER))
-            await self._start_scheduled(due, next_time(expression, due))
+        """:meth:`cron_periodic` until cancelled."""
+        await self.cron_periodic(expression).run()
 
     async def _start_scheduled(self, due: datetime, following: datetime) -> None:
         """Start the run due at ``due`` unless one was started for it already; while
         another run holds the lease, try again every half minute until ``following``."""
-        while datetime.now(UTC) < following - timedelta(seconds=CRON_RETRY):
+        while self.clock() < following.timestamp() - CRON_RETRY:
             try:
                 last = await self.db.run_read(store_runs.last_finished)
                 if last is not None and last >= due.timestamp():
@@ -180,10 +233,7 @@ class GCRunner:
                 return
             except GCRunning:
                 pass
-            except Exception:
-                log.exception("scheduled garbage collection could not start")
-                return
-            await asyncio.sleep(CRON_RETRY)
+            await self.sleep(CRON_RETRY)
 
     def cancel(self) -> None:
         for task in list(self._tasks):

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 
 from prometheus_client import CollectorRegistry
@@ -15,6 +14,7 @@ from registry.config import Settings
 from registry.gc.api import GCAPI, PREFIX
 from registry.gc.guard import PushGuard
 from registry.gc.runner import GCMetrics, GCRunner
+from registry.gc.store_mark import KeepRoots
 from registry.gc.store_pins import guard_change
 from registry.meta.db import Database
 from registry.schedules import parse_schedule
@@ -31,19 +31,25 @@ def start_gc(
     metrics: CollectorRegistry,
     stack: AsyncExitStack,
     mount: Callable[[str, ASGIApp], None],
+    roots: Sequence[KeepRoots] = (),
 ) -> GCRunner:
     """Always on: the change hook that pins what links and manifest pushes rely on, and
-    the API; the schedule when ``gc.schedule`` is set."""
+    the API; the schedule when ``gc.schedule`` is set. ``roots``: what features keep
+    though no tag reaches it (``store_mark.KeepRoots``), for every run and the usage."""
     services.meta.add_hook(guard_change)
     driver = services.uploads.uploads.driver
     runner = GCRunner(
-        services.settings, services.meta.db, driver, services.meta.hooks, GCMetrics(metrics)
+        services.settings,
+        services.meta.db,
+        driver,
+        services.meta.hooks,
+        GCMetrics(metrics),
+        roots=roots,
     )
     mount(PREFIX, GCAPI(services.settings, services.meta.db, runner))
     stack.callback(runner.cancel)
     if services.settings.gc.schedule:
-        plan = parse_schedule(services.settings.gc.schedule)
-        loop = runner.schedule_cron(plan.cron) if plan.cron else runner.schedule(plan.interval or 0)
-        task = asyncio.create_task(loop, name="gc-schedule")
-        stack.callback(task.cancel)
+        schedule = runner.periodic(parse_schedule(services.settings.gc.schedule))
+        schedule.start()
+        stack.callback(schedule.cancel)
     return runner

@@ -11,7 +11,7 @@ from datetime import UTC
 from sqlalchemy import Connection, and_, delete, func, insert, literal, select, update
 
 from registry.gc.store_locks import lock
-from registry.gc.store_mark import ManifestCandidate, to_datetime
+from registry.gc.store_mark import KeepRoots, ManifestCandidate, kept_bytes, to_datetime
 from registry.gc.store_pins import seen_upsert
 from registry.gc.tables import gc_doomed, gc_seen
 from registry.meta.changes import Change, ChangeHook
@@ -24,7 +24,6 @@ from registry.meta.tables import (
     repository_blobs,
     tags,
 )
-from replicator.tables import mirror_manifests  # GC keeps what the mirror cached
 
 
 def _pinned_since(conn: Connection, digests: Sequence[str], cutoff: float) -> set[str]:
@@ -262,10 +261,14 @@ def _check_doomed_for_gc(conn: Connection, digests: Sequence[str]) -> None:
 
 
 def doom_files(
-    conn: Connection, batch: Sequence[tuple[str, int, float]], run_id: int, cutoff: float
+    conn: Connection,
+    batch: Sequence[tuple[str, int, float]],
+    run_id: int,
+    cutoff: float,
+    roots: Sequence[KeepRoots] = (),
 ) -> list[tuple[str, int]]:
-    """Doom stored bytes no row names (orphans, bytes of deleted manifests): ``batch`` is
-    (digest, size, file mtime). Returns the doomed (digest, size)."""
+    """Doom stored bytes no row names and no root keeps (orphans, bytes of deleted
+    manifests): ``batch`` is (digest, size, file mtime). Returns the doomed (digest, size)."""
     if not batch:
         return []
     digests = sorted({d for d, _, _ in batch})
@@ -279,8 +282,9 @@ def doom_files(
     named |= set(
         conn.execute(select(gc_doomed.c.digest).where(gc_doomed.c.digest.in_(digests))).scalars()
     )
-    mirrored = select(mirror_manifests.c.digest).where(mirror_manifests.c.digest.in_(digests))
-    named |= set(conn.execute(mirrored).scalars())  # a mirror's cached manifests
+    kept = kept_bytes(roots)
+    if kept is not None:  # bytes a feature keeps (a mirror's cached manifests)
+        named |= set(conn.execute(select(kept.c[0]).where(kept.c[0].in_(digests))).scalars())
     doomed: list[tuple[str, int]] = []
     seen: set[str] = set()
     for digest, size, mtime in batch:

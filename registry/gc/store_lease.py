@@ -1,13 +1,22 @@
-"""SQL of the GC lease (issue #7): one run at a time across all processes and nodes."""
+"""SQL of the GC lease (issue #7): one run at a time across all processes and nodes.
+
+The lease is the one row ``gc`` of ``gc_lease``, taken, renewed and released by the
+shared lease functions (``registry.meta.lease``; taking is race-free by itself). Its
+``run_id`` names the run holding it: pushes read it (:func:`live_holder`) to tell a
+live run's doomed digests from a dead one's. Released, the row stays, expired (the
+expiry 0, the run NULL; the holder column is not nullable and keeps the last holder).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select
 
-from registry.gc.store_locks import lock
 from registry.gc.tables import gc_lease
+from registry.meta import lease
 
 LEASE_NAME = "gc"
+GC_LEASE = lease.LeaseTable(gc_lease, key=("name",), release="expire")
+_KEY = {"name": LEASE_NAME}
 
 
 def live_holder(conn: Connection, now: float) -> int | None:
@@ -24,48 +33,18 @@ def acquire_lease(
     conn: Connection, holder: str, now: float, ttl: float, dead: str | None = None
 ) -> bool:
     """Take the GC lease if it is free or expired (or already ``holder``'s, or held by
-    ``dead``, a holder known to have died)."""
-    lock(conn, [LEASE_NAME], shared=False)
-    row = conn.execute(
-        select(gc_lease.c.holder, gc_lease.c.expires_at).where(gc_lease.c.name == LEASE_NAME)
-    ).first()
-    if row is None:
-        conn.execute(
-            insert(gc_lease).values(
-                name=LEASE_NAME, holder=holder, run_id=None, expires_at=now + ttl
-            )
-        )
-        return True
-    if row.holder not in (holder, dead) and row.expires_at > now:
-        return False
-    conn.execute(
-        update(gc_lease)
-        .where(gc_lease.c.name == LEASE_NAME)
-        .values(holder=holder, run_id=None, expires_at=now + ttl)
-    )
-    return True
+    ``dead``, a holder known to have died); no run is named until :func:`renew_lease`."""
+    return lease.take(conn, GC_LEASE, _KEY, holder, now, ttl, {"run_id": None}, dead=dead)
 
 
 def renew_lease(conn: Connection, holder: str, now: float, ttl: float, run_id: int | None) -> bool:
     """Extend ``holder``'s lease (and name its run); False if it lost it."""
-    result = conn.execute(
-        update(gc_lease)
-        .where(gc_lease.c.name == LEASE_NAME, gc_lease.c.holder == holder)
-        .values(expires_at=now + ttl, run_id=run_id)
-    )
-    return bool(result.rowcount)
+    return lease.renew(conn, GC_LEASE, _KEY, holder, now, ttl, {"run_id": run_id})
 
 
 def release_lease(conn: Connection, holder: str) -> None:
-    conn.execute(
-        update(gc_lease)
-        .where(gc_lease.c.name == LEASE_NAME, gc_lease.c.holder == holder)
-        .values(expires_at=0.0, run_id=None)
-    )
+    lease.release(conn, GC_LEASE, _KEY, holder, {"run_id": None})
 
 
 def lease_holder(conn: Connection, now: float) -> str | None:
-    row = conn.execute(
-        select(gc_lease.c.holder, gc_lease.c.expires_at).where(gc_lease.c.name == LEASE_NAME)
-    ).first()
-    return str(row.holder) if row is not None and row.expires_at > now else None
+    return lease.holder_of(conn, GC_LEASE, _KEY, now)

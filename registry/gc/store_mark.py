@@ -1,11 +1,16 @@
 """SQL of the mark (issue #7): what is unreachable from tags, pins and recent pushes,
-computed in temporary tables; candidates only, the sweep decides each one again."""
+computed in temporary tables; candidates only, the sweep decides each one again.
+
+Features keep content of their own that no tag reaches (the pull-through mirror's
+cache) through :class:`KeepRoots` given to the collector; GC reads no feature's table.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     Column,
@@ -20,7 +25,9 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    union,
 )
+from sqlalchemy.sql import Select
 
 from registry.gc.tables import gc_seen
 from registry.meta.tables import (
@@ -28,11 +35,43 @@ from registry.meta.tables import (
     manifest_blobs,
     manifest_children,
     manifests,
-    repositories,
     repository_blobs,
     tags,
 )
-from replicator.tables import mirror_manifests  # GC keeps what the mirror cached
+
+
+class KeepRoots(Protocol):
+    """Content a feature keeps though no tag reaches it: more roots of the mark.
+
+    ``name`` names them in logs. :meth:`repositories`: a select of one column, the ids
+    of repositories kept whole (every blob linked into them stays, and so do the links);
+    :meth:`digests`: a select of one column, digests whose bytes stay (a blob row, or a
+    file no row names)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def repositories(self) -> Select[Any]: ...
+
+    def digests(self) -> Select[Any]: ...
+
+
+def _union(selects: Sequence[Select[Any]]) -> Any:
+    """One select of the rows of ``selects`` (None if there are none)."""
+    if not selects:
+        return None
+    return selects[0] if len(selects) == 1 else union(*selects)
+
+
+def kept_repositories(roots: Sequence[KeepRoots]) -> Any:
+    """The ids of the repositories ``roots`` keep whole (None: none)."""
+    return _union([r.repositories() for r in roots])
+
+
+def kept_bytes(roots: Sequence[KeepRoots]) -> Any:
+    """The digests whose bytes ``roots`` keep, as a subquery of one column (None: none)."""
+    found = _union([r.digests() for r in roots])
+    return None if found is None else found.subquery()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +175,8 @@ def mark_live(conn: Connection, live: Table, opts: MarkOptions) -> int:
     return count
 
 
-def mark(conn: Connection, opts: MarkOptions) -> MarkResult:
-    """Find everything unreachable from tags (and pins, and recent pushes)."""
+def mark(conn: Connection, opts: MarkOptions, roots: Sequence[KeepRoots] = ()) -> MarkResult:
+    """Find everything unreachable from tags (and pins, and recent pushes, and ``roots``)."""
     live, live_blobs = temp_tables()
     drop_temp(conn)
     live.create(conn)
@@ -152,11 +191,10 @@ def mark(conn: Connection, opts: MarkOptions) -> MarkResult:
         conn.execute(
             insert(live_blobs).from_select(["digest"], referenced.union(own).subquery().select())
         )
-        mirrored = _mirrored_blobs().subquery()
-        extra = select(mirrored.c.digest).where(
-            mirrored.c.digest.not_in(select(live_blobs.c.digest))
-        )
-        conn.execute(insert(live_blobs).from_select(["digest"], extra))
+        kept = _kept_blobs(roots)
+        if kept is not None:
+            extra = select(kept.c.digest).where(kept.c.digest.not_in(select(live_blobs.c.digest)))
+            conn.execute(insert(live_blobs).from_select(["digest"], extra))
         result.live_blobs = conn.execute(select(func.count()).select_from(live_blobs)).scalar_one()
         unmarked = manifests.c.id.not_in(select(live.c.id))
         for row in conn.execute(
@@ -187,27 +225,24 @@ def mark(conn: Connection, opts: MarkOptions) -> MarkResult:
             blobs.c.digest.not_in(new_links),
         )
         result.blobs = [(r.digest, int(r.size)) for r in conn.execute(query)]
-        result.links = _candidate_links(conn, live, live_blobs, opts)
+        result.links = _candidate_links(conn, live, live_blobs, opts, roots)
         return result
     finally:
         drop_temp(conn)
 
 
-def _mirror_repositories() -> Any:
-    """Repositories holding a pull-through mirror's cache (issue #6)."""
-    names = select(mirror_manifests.c.repository)
-    return select(repositories.c.id).where(repositories.c.name.in_(names))
-
-
-def _mirrored_blobs() -> Any:
-    """Everything a mirror cached: its manifests' bytes and every blob linked into a mirrored
-    repository. The mirror keeps no manifest rows, so nothing here is reachable from tags;
-    it stays live so cached images are served while the upstream is down."""
-    manifests_bytes = select(mirror_manifests.c.digest.label("digest"))
+def _kept_blobs(roots: Sequence[KeepRoots]) -> Any:
+    """Everything ``roots`` keep: their digests and every blob linked into a repository
+    they keep whole, as a subquery with a ``digest`` column (None: no roots). Nothing
+    here need be reachable from tags (the mirror keeps no manifest rows): it stays live,
+    so that, say, cached images are served while the upstream is down."""
+    kept = kept_repositories(roots)
+    if kept is None:
+        return None
     linked = select(repository_blobs.c.digest.label("digest")).where(
-        repository_blobs.c.repository_id.in_(_mirror_repositories())
+        repository_blobs.c.repository_id.in_(kept)
     )
-    return linked.union(manifests_bytes)
+    return union(linked, *(r.digests() for r in roots)).subquery()
 
 
 def _candidate_edges(conn: Connection, live: Table) -> list[tuple[int, int]]:
@@ -241,7 +276,11 @@ def _candidate_edges(conn: Connection, live: Table) -> list[tuple[int, int]]:
 
 
 def _candidate_links(
-    conn: Connection, live: Table, live_blobs: Table, opts: MarkOptions
+    conn: Connection,
+    live: Table,
+    live_blobs: Table,
+    opts: MarkOptions,
+    roots: Sequence[KeepRoots],
 ) -> list[tuple[int, str]]:
     """Links of live blobs into repositories where no live manifest references them."""
     md = MetaData()
@@ -278,11 +317,13 @@ def _candidate_links(
             )
             .where(
                 used.c.digest.is_(None),
-                rb.c.repository_id.not_in(_mirror_repositories()),
                 rb.c.created_at < to_datetime(opts.cutoff),
                 or_(gc_seen.c.seen_at.is_(None), gc_seen.c.seen_at < opts.cutoff),
             )
         )
+        kept = kept_repositories(roots)
+        if kept is not None:  # a repository kept whole keeps its links
+            query = query.where(rb.c.repository_id.not_in(kept))
         return [(int(r.repository_id), r.digest) for r in conn.execute(query)]
     finally:
         conn.exec_driver_sql("DROP TABLE IF EXISTS gc_used_links")

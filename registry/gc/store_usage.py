@@ -3,18 +3,26 @@ GC would reclaim."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Integer, func, select
 
 from registry.gc.store_doom import kept_digests
-from registry.gc.store_mark import MarkOptions, drop_temp, mark, mark_live, temp_tables
+from registry.gc.store_mark import (
+    KeepRoots,
+    MarkOptions,
+    drop_temp,
+    mark,
+    mark_live,
+    temp_tables,
+)
 from registry.meta.tables import blobs, manifest_blobs, manifests, repositories
 
 FAR_FUTURE = 4102444800.0  # 2100-01-01: a cutoff that keeps nothing by age
 
 
-def usage(conn: Connection, opts: MarkOptions) -> dict[str, Any]:
+def usage(conn: Connection, opts: MarkOptions, roots: Sequence[KeepRoots] = ()) -> dict[str, Any]:
     """Per repository: the logical size (every blob and manifest its tags reach, once) and
     the bytes only it holds; for the registry: physical bytes and what GC would reclaim."""
     live, live_blobs = temp_tables()
@@ -98,7 +106,7 @@ def usage(conn: Connection, opts: MarkOptions) -> dict[str, Any]:
         ).scalar_one()
     finally:
         drop_temp(conn)
-    found = mark(conn, opts)
+    found = mark(conn, opts, roots)
     reclaim = sum(s for _, s in found.blobs)
     gone_ids = frozenset(m.id for m in found.manifests)
     kept = kept_digests(conn, sorted({m.digest for m in found.manifests}), gone_ids)

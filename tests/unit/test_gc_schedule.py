@@ -179,3 +179,179 @@ async def test_the_cron_loop_sleeps_until_the_time_then_starts_a_run(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await db.close()
+
+
+# -- the schedule loops on a fake clock (nothing below sleeps) ----------------------------
+
+T_CRON = datetime(2026, 11, 27, 2, 50, tzinfo=UTC).timestamp()
+
+
+class FakeTime:
+    """A clock moved only by the loops' sleeps; the ``limit``-th sleep ends the loop."""
+
+    def __init__(self, now: float, limit: int) -> None:
+        self.now = now
+        self.limit = limit
+        self.sleeps: list[float] = []
+        self.draws: list[tuple[float, float]] = []
+        self.pick = "high"  # where in its range a random draw falls
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if len(self.sleeps) >= self.limit:
+            raise asyncio.CancelledError
+        self.now += seconds
+
+    def uniform(self, low: float, high: float) -> float:
+        self.draws.append((low, high))
+        return high if self.pick == "high" else low
+
+
+class FakeRuns:
+    """The database as the schedule sees it: when the last scheduled run started."""
+
+    def __init__(self) -> None:
+        self.last: float | None = None
+
+    async def run_read(self, fn: object, *args: object) -> float | None:
+        assert fn is store_runs.last_finished
+        return self.last
+
+
+class Scheduled:
+    """A runner whose runs are only recorded (or refused: ``busy``, ``broken``)."""
+
+    def __init__(self, tmp_path: Path, t: FakeTime) -> None:
+        cfg = tmp_path / "config.yml"
+        cfg.write_text(f"storage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n")
+        self.runs = FakeRuns()
+        self.t = t
+        self.runner = GCRunner(
+            load_settings(cfg),
+            self.runs,  # type: ignore[arg-type]
+            FilesystemDriver(tmp_path / "data"),
+            [],
+            clock=t.clock,
+            sleep=t.sleep,
+            uniform=t.uniform,
+        )
+        self.started: list[float] = []
+        self.tries: list[float] = []
+        self.busy = 0  # refuse this many starts (another run holds the lease)
+        self.broken = 0  # fail this many starts (the database is away)
+        self.runner.start = self.start  # type: ignore[method-assign]
+
+    async def start(self, options: object, trigger: str) -> int:
+        assert trigger == "schedule"
+        self.tries.append(self.t.now)
+        if self.broken:
+            self.broken -= 1
+            raise RuntimeError("database away")
+        if self.busy:
+            self.busy -= 1
+            raise runner_module.GCRunning("busy")
+        self.started.append(self.t.now)
+        self.runs.last = self.t.now
+        return len(self.started)
+
+
+async def test_the_interval_loop_on_a_fake_clock(tmp_path: Path) -> None:
+    """First look 1 s to a minute after start, then every interval jittered by 0.5-1.0
+    (at most 5 minutes); a run only if none was started within 0.9 intervals."""
+    t = FakeTime(1_000_000.0, limit=16)
+    s = Scheduled(tmp_path, t)
+    periodic = s.runner.periodic(Schedule(interval=3600.0))
+    with pytest.raises(asyncio.CancelledError):
+        await periodic.run()
+    assert t.draws[0] == (1.0, 60.0)
+    assert set(t.draws[1:]) == {(150.0, 300.0)}  # min(interval, 300) times 0.5 to 1.0
+    assert t.sleeps == [60.0] + [300.0] * 15
+    # a run at once, the next when 0.9 intervals (3240 s) have passed: 11 looks later
+    assert s.started == [1_000_060.0, 1_000_060.0 + 11 * 300]
+    assert periodic.failures == 0
+
+
+async def test_the_interval_loop_with_a_short_interval_and_low_draws(tmp_path: Path) -> None:
+    t = FakeTime(1_000_000.0, limit=6)
+    t.pick = "low"
+    s = Scheduled(tmp_path, t)
+    periodic = s.runner.periodic(Schedule(interval=120.0))
+    with pytest.raises(asyncio.CancelledError):
+        await periodic.run()
+    assert t.draws == [(1.0, 60.0)] + [(60.0, 120.0)] * 5
+    assert t.sleeps == [1.0] + [60.0] * 5
+    # 0.9 intervals are 108 s: every other look (each 60 s apart) starts a run
+    assert s.started == [1_000_001.0, 1_000_121.0, 1_000_241.0]
+
+
+async def test_the_interval_loop_goes_on_when_busy_or_broken(tmp_path: Path) -> None:
+    """Another run holding the lease is no error; a start that fails is logged, counted,
+    and tried again at the next look."""
+    t = FakeTime(1_000_000.0, limit=4)
+    s = Scheduled(tmp_path, t)
+    s.busy, s.broken = 1, 1
+    periodic = s.runner.periodic(Schedule(interval=3600.0))
+    with pytest.raises(asyncio.CancelledError):
+        await periodic.run()
+    assert s.tries == [1_000_060.0, 1_000_360.0, 1_000_660.0]
+    assert s.started == [1_000_660.0]
+    assert periodic.failures == 1
+
+
+async def test_the_cron_loop_on_a_fake_clock(tmp_path: Path) -> None:
+    """At most 5 minutes between looks at the clock; at the time, up to 5 s later, one
+    run; then towards the next day's time."""
+    t = FakeTime(T_CRON, limit=6)  # 02:50, ten minutes before the time
+    s = Scheduled(tmp_path, t)
+    periodic = s.runner.periodic(Schedule(cron="0 3 * * *"))
+    with pytest.raises(asyncio.CancelledError):
+        await periodic.run()
+    at_three = datetime(2026, 11, 27, 3, tzinfo=UTC).timestamp()
+    assert t.sleeps == [300.0, 305.0, 300.0, 300.0, 300.0, 300.0]
+    assert t.draws == [(0.0, 5.0)]
+    assert s.started == [at_three + 5.0]
+    assert periodic.runs == 1 and periodic.failures == 0
+
+
+async def test_the_cron_loop_retries_while_busy_until_the_following_time(
+    tmp_path: Path,
+) -> None:
+    """While another run holds the lease, try every 30 s, until 30 s before the next
+    time; that time gets its own tries."""
+    t = FakeTime(datetime(2026, 11, 27, 2, 59, 30, tzinfo=UTC).timestamp(), limit=40)
+    s = Scheduled(tmp_path, t)
+    s.busy = 10**6  # never free
+    periodic = s.runner.periodic(Schedule(cron="*/15 * * * *"))
+    with pytest.raises(asyncio.CancelledError):
+        await periodic.run()
+    three = datetime(2026, 11, 27, 3, tzinfo=UTC).timestamp()
+    first = [three + 5 + 30 * k for k in range(29)]  # the last before 03:14:30
+    assert s.tries[:29] == first
+    assert s.tries[29] == three + 15 * 60 + 5  # 03:15's first try
+    assert t.sleeps[:30] == [35.0] + [30.0] * 29
+    assert t.sleeps[30] == 30.0  # from 03:14:35 to 03:15, and up to 5 s more
+    assert s.started == []
+
+
+async def test_the_cron_loop_stops_trying_when_another_node_ran_it(tmp_path: Path) -> None:
+    t = FakeTime(datetime(2026, 11, 27, 2, 59, 30, tzinfo=UTC).timestamp(), limit=5)
+    s = Scheduled(tmp_path, t)
+    s.busy = 10**6
+    three = datetime(2026, 11, 27, 3, tzinfo=UTC).timestamp()
+
+    async def sleep(seconds: float) -> None:
+        await FakeTime.sleep(t, seconds)
+        if len(t.sleeps) == 3:
+            s.runs.last = three + 1  # another node's run for 03:00 was recorded
+
+    s.runner.sleep = sleep
+    periodic = s.runner.periodic(Schedule(cron="0 3 * * *"))
+    with pytest.raises(asyncio.CancelledError):
+        await periodic.run()
+    assert s.tries == [three + 5, three + 35]  # the third look sees the record
+    assert t.sleeps[:3] == [35.0, 30.0, 30.0]
+    assert t.sleeps[3] == 300.0  # then towards the next day
+    assert s.started == []
