@@ -11,11 +11,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.sql import Select
 
+from registry.meta import lease
 from registry.meta.db import Database
+from registry.meta.lease import LeaseTable
 from registry.meta.tables import repositories
+from registry.periodic import Clock
 from replicator.tables import mirror_fetches, mirror_manifests
 
 
@@ -82,88 +85,50 @@ class FetchState:
     live: bool
 
 
-def _fetch_key(upstream: str, digest: str) -> tuple[Any, ...]:
-    t = mirror_fetches.c
-    return (t.upstream == upstream[:255], t.digest == digest)
+# A blob fetch's lease (:mod:`registry.meta.lease`): not reentrant (each fetch has its
+# own holder id, and a live row means "under way" whoever asks); ended by deleting it.
+FETCH_LEASES = LeaseTable(mirror_fetches, ("upstream", "digest"))
+
+
+def _fetch_key(upstream: str, digest: str) -> dict[str, str]:
+    return {"upstream": upstream[:255], "digest": digest}
 
 
 def _take_fetch(
-    conn: Connection, upstream: str, digest: str, holder: str, ttl: float, size: int
+    conn: Connection, upstream: str, digest: str, holder: str, now: float, ttl: float, size: int
 ) -> bool:
     """Take the fetch of ``digest`` unless a live lease is held (by anyone, ``holder``
-    included: each fetch has its own holder id). On PostgreSQL two racing inserts make
-    one fail with a unique violation; run again, it then finds the row."""
-    now = time.time()
+    included), with no upload and no bytes written yet."""
+    values = {"upload_id": None, "written": 0, "size": size, "started_at": now}
     key = _fetch_key(upstream, digest)
-    row = conn.execute(select(mirror_fetches.c.expires_at).where(*key).with_for_update()).first()
-    values = {
-        "holder": holder,
-        "expires_at": now + ttl,
-        "upload_id": None,
-        "written": 0,
-        "size": size,
-        "started_at": now,
-    }
-    if row is None:
-        conn.execute(
-            insert(mirror_fetches).values(upstream=upstream[:255], digest=digest, **values)
-        )
-        return True
-    if row.expires_at > now:
-        return False
-    result = conn.execute(
-        update(mirror_fetches).where(*key, mirror_fetches.c.expires_at <= now).values(**values)
-    )
-    return bool(result.rowcount)
+    return lease.take(conn, FETCH_LEASES, key, holder, now, ttl, values, reentrant=False)
 
 
-def _renew_fetch(
-    conn: Connection,
-    upstream: str,
-    digest: str,
-    holder: str,
-    ttl: float,
-    upload_id: str | None,
-    written: int,
-) -> bool:
-    """Extend the lease and note the progress; False if the lease is no longer ours."""
-    result = conn.execute(
-        update(mirror_fetches)
-        .where(*_fetch_key(upstream, digest), mirror_fetches.c.holder == holder)
-        .values(expires_at=time.time() + ttl, upload_id=upload_id, written=written)
-    )
-    return bool(result.rowcount)
-
-
-def _end_fetch(conn: Connection, upstream: str, digest: str, holder: str) -> None:
-    conn.execute(
-        delete(mirror_fetches).where(
-            *_fetch_key(upstream, digest), mirror_fetches.c.holder == holder
-        )
-    )
-
-
-def _fetch_state(conn: Connection, upstream: str, digest: str) -> FetchState | None:
+def _fetch_state(conn: Connection, upstream: str, digest: str, now: float) -> FetchState | None:
     t = mirror_fetches.c
     row = conn.execute(
         select(t.holder, t.upload_id, t.written, t.size, t.expires_at).where(
-            *_fetch_key(upstream, digest)
+            FETCH_LEASES.where(_fetch_key(upstream, digest))
         )
     ).first()
     if row is None:
         return None
-    live = row.expires_at > time.time()
+    live = row.expires_at > now
     return FetchState(row.holder, row.upload_id, int(row.written), int(row.size), live)
 
 
 class FetchLeases:
-    """Blob fetch leases; each method one transaction."""
+    """Blob fetch leases; each method one transaction. ``clock``: epoch seconds,
+    compared across nodes."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Clock = time.time) -> None:
         self.db = db
+        self.clock = clock
 
     async def take(self, upstream: str, digest: str, holder: str, ttl: float, size: int) -> bool:
-        return await self.db.run_write(_take_fetch, upstream, digest, holder, ttl, size)
+        return await self.db.run_write(
+            _take_fetch, upstream, digest, holder, self.clock(), ttl, size
+        )
 
     async def renew(
         self,
@@ -174,15 +139,19 @@ class FetchLeases:
         upload_id: str | None,
         written: int,
     ) -> bool:
+        """Extend the lease and note the progress; False if the lease is no longer ours."""
+        progress = {"upload_id": upload_id, "written": written}
+        key = _fetch_key(upstream, digest)
         return await self.db.run_write(
-            _renew_fetch, upstream, digest, holder, ttl, upload_id, written
+            lease.renew, FETCH_LEASES, key, holder, self.clock(), ttl, progress
         )
 
     async def end(self, upstream: str, digest: str, holder: str) -> None:
-        await self.db.run_write(_end_fetch, upstream, digest, holder)
+        key = _fetch_key(upstream, digest)
+        await self.db.run_write(lease.release, FETCH_LEASES, key, holder)
 
     async def state(self, upstream: str, digest: str) -> FetchState | None:
-        return await self.db.run_read(_fetch_state, upstream, digest)
+        return await self.db.run_read(_fetch_state, upstream, digest, self.clock())
 
 
 def mirrored_repositories(conn: Connection, limit: int | None, last: str | None) -> list[str]:

@@ -6,6 +6,9 @@ due schedules and pending rows (written by the on-push hook or the API). A rule 
 one worker of one node at a time: the runner holds the rule's lease row, renewed while it
 runs. A schedule's fire time counts as done once a run with trigger ``schedule`` started
 after it, so other workers that wake up for the same time skip it.
+
+The tick and the renewal of a running rule's lease are :class:`~registry.periodic.Periodic`
+loops; the scheduler's clock (epoch seconds) is that of the store's leases by default.
 """
 
 from __future__ import annotations
@@ -13,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 
 from croniter import croniter
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from registry.config import RemoteSettings, ReplicationRuleSettings
+from registry.periodic import Clock, Periodic, Sleep
 from replicator.copy import Counters
 from replicator.ruleset import RuleSet
 from replicator.runner import FULL, RuleRunner, node_id
@@ -77,12 +80,16 @@ class Scheduler:
         local: RemoteSettings,
         store: ReplicationStore,
         metrics: ReplicationMetrics | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.ruleset = rules
         self.rules: dict[str, ReplicationRuleSettings] = {}
         self.local = local
         self.store = store
         self.metrics = metrics
+        self.clock = clock or store.clock  # the leases' clock unless another is given
+        self.sleep = sleep
         self.holder = f"{node_id()}:{uuid.uuid4().hex[:8]}"
         self._running: dict[str, asyncio.Task[None]] = {}
         self._next: dict[str, float] = {}
@@ -91,14 +98,21 @@ class Scheduler:
         self._lag_updated = 0.0
         self._lag_labels: set[str] = set()
 
+    def ticking(self) -> Periodic:
+        """A tick now, then one ``TICK`` after each ended; a failed one is logged."""
+        return Periodic(
+            "replication scheduler tick",
+            self.tick,
+            log,
+            interval=TICK,
+            first=(0.0, 0.0),
+            clock=self.clock,
+            sleep=self.sleep,
+        )
+
     async def run_forever(self) -> None:
         try:
-            while True:
-                try:
-                    await self.tick()
-                except Exception:
-                    log.exception("replication scheduler tick failed")
-                await asyncio.sleep(TICK)
+            await self.ticking().run()
         finally:
             for task in self._running.values():
                 task.cancel()
@@ -117,7 +131,7 @@ class Scheduler:
                 self._schedules[name] = rule.schedule
 
     async def tick(self) -> None:
-        now = time.time()
+        now = self.clock()
         self._reschedule(await self.ruleset.current(), now)
         oldest = await self.store.oldest_pending() if self.rules else {}
         for name, rule in self.rules.items():
@@ -152,7 +166,7 @@ class Scheduler:
     async def _run(self, rule: ReplicationRuleSettings, trigger: str, fire: float | None) -> None:
         if not await self.store.acquire(rule.name, self.holder, LEASE):
             return
-        renew = asyncio.create_task(self._renew(rule.name))
+        renewal = self.renewal(rule.name).start()
         try:
             pending: list[Pending] = []
             only: list[tuple[str, str]] | None = None
@@ -172,12 +186,12 @@ class Scheduler:
             if status == "ok":
                 await self.store.done_pending([p.id for p in pending])
             else:
-                self._quiet_until[rule.name] = time.time() + RETRY_AFTER_FAILURE
+                self._quiet_until[rule.name] = self.clock() + RETRY_AFTER_FAILURE
         except Exception:
             log.exception("replication rule %s failed", rule.name)
-            self._quiet_until[rule.name] = time.time() + RETRY_AFTER_FAILURE
+            self._quiet_until[rule.name] = self.clock() + RETRY_AFTER_FAILURE
         finally:
-            renew.cancel()
+            renewal.cancel()
             with contextlib.suppress(Exception):
                 await self.store.release(rule.name, self.holder)
 
@@ -186,8 +200,19 @@ class Scheduler:
             self.metrics.bytes.labels(name).inc(counters.bytes)
             self.metrics.runs.labels(name, status).inc()
 
-    async def _renew(self, name: str) -> None:
-        while True:
-            await asyncio.sleep(LEASE / 4)
-            with contextlib.suppress(Exception):
-                await self.store.acquire(name, self.holder, LEASE)
+    def renewal(self, name: str) -> Periodic:
+        """Extend the lease of rule ``name`` every ``LEASE / 4`` while it runs (by taking
+        it again: a row gone meanwhile is made again); a failure is logged, the next
+        renewal comes as due, and a lease not renewed expires."""
+
+        async def renew() -> None:
+            await self.store.acquire(name, self.holder, LEASE)
+
+        return Periodic(
+            f"replicate-{name} lease renewal",
+            renew,
+            log,
+            interval=LEASE / 4,
+            clock=self.clock,
+            sleep=self.sleep,
+        )

@@ -14,8 +14,10 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from registry.meta import direct
+from registry.meta import direct, lease
 from registry.meta.db import Database
+from registry.meta.lease import LeaseTable
+from registry.periodic import Clock
 from replicator.tables import (
     replication_leases,
     replication_pending,
@@ -144,32 +146,9 @@ def _latest(conn: Connection, status: str | None) -> dict[str, dict[str, Any]]:
 # -- leases --------------------------------------------------------------------
 
 
-def _acquire(conn: Connection, rule: str, holder: str, ttl: float) -> bool:
-    now = time.time()
-    row = conn.execute(
-        select(replication_leases).where(replication_leases.c.rule == rule).with_for_update()
-    ).first()
-    if row is None:
-        conn.execute(
-            insert(replication_leases).values(rule=rule, holder=holder, expires_at=now + ttl)
-        )
-        return True
-    if row.holder != holder and row.expires_at > now:
-        return False
-    conn.execute(
-        update(replication_leases)
-        .where(replication_leases.c.rule == rule)
-        .values(holder=holder, expires_at=now + ttl)
-    )
-    return True
-
-
-def _release(conn: Connection, rule: str, holder: str) -> None:
-    conn.execute(
-        delete(replication_leases).where(
-            replication_leases.c.rule == rule, replication_leases.c.holder == holder
-        )
-    )
+# A rule runs on one worker of one node at a time: the holder of its lease
+# (:mod:`registry.meta.lease`); giving it up deletes the row.
+RULE_LEASES = LeaseTable(replication_leases, ("rule",))
 
 
 # -- pending on-push work ------------------------------------------------------
@@ -245,10 +224,12 @@ def _drop_upload(conn: Connection, rule: str, repository: str, digest: str) -> N
 
 
 class ReplicationStore:
-    """Each method one transaction on the registry's database."""
+    """Each method one transaction on the registry's database. ``clock``: the time of
+    the leases (epoch seconds, compared across nodes)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Clock = time.time) -> None:
         self.db = db
+        self.clock = clock
 
     async def rules(self) -> dict[str, str]:
         return await self.db.run_read(stored_rules)
@@ -280,10 +261,17 @@ class ReplicationStore:
         return await self.db.run_read(_latest, status)
 
     async def acquire(self, rule: str, holder: str, ttl: float) -> bool:
-        return await self.db.run_write(_acquire, rule, holder, ttl)
+        """Take (or extend) ``rule``'s lease for ``ttl`` seconds unless another holds it
+        unexpired; whether ``holder`` holds it now."""
+        now = self.clock()
+
+        def _take(conn: Connection) -> bool:
+            return lease.take(conn, RULE_LEASES, {"rule": rule}, holder, now, ttl)
+
+        return await self.db.run_write(_take)
 
     async def release(self, rule: str, holder: str) -> None:
-        await self.db.run_write(_release, rule, holder)
+        await self.db.run_write(lease.release, RULE_LEASES, {"rule": rule}, holder)
 
     async def pending(self, rule: str, limit: int = 500) -> list[Pending]:
         return await self.db.run_read(_pending, rule, limit)

@@ -1,5 +1,10 @@
 """Delivery: one task per endpoint in every process; a lease in the database lets one
-process at a time (of all workers and nodes) send to each endpoint, in ``seq`` order."""
+process at a time (of all workers and nodes) send to each endpoint, in ``seq`` order.
+
+The delivery loop is hand-written rather than a :class:`~registry.periodic.Periodic`:
+each round says how long to wait (nothing after a full batch, the pause after a
+failure, a poll when idle) and whether an event written by this process cuts the wait
+short. The outbox pruning is a ``Periodic``."""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -18,6 +25,8 @@ from registry.events import store as outbox
 from registry.events.metrics import EventMetrics
 from registry.events.sender import Sender
 from registry.meta.db import Database
+from registry.meta.lease import Lease
+from registry.periodic import Clock, Periodic, Sleep, Uniform
 
 log = logging.getLogger("wharf.events")
 
@@ -26,6 +35,7 @@ STANDBY_POLL = 1.0  # the others look whether the holder's lease ran out
 RETRY_BASE = 0.1  # first retry after a failure; doubles up to ``backoff``
 LEASE_MARGIN = 3.0  # a lease outlives the longest send by this much
 STATS_EVERY = 2.0
+PRUNE_EVERY = 600.0  # seconds between prunings of the outbox
 
 
 def owner_id() -> str:
@@ -51,6 +61,7 @@ class EndpointWorker:
         sender: Sender,
         metrics: EventMetrics,
         owner: str,
+        clock: Clock = time.time,
     ) -> None:
         self.db = db
         self.endpoint = endpoint
@@ -60,6 +71,9 @@ class EndpointWorker:
         self.owner = owner
         self.timeout = endpoint.timeout_seconds
         self.lease_seconds = self.timeout + 2 * LEASE_MARGIN
+        self.clock = clock  # epoch seconds: leases are compared across nodes
+        self.lease = Lease(db, outbox.ENDPOINT_LEASES, self.lease_seconds, clock)
+        self.key = {"name": self.name}
         self.holding = False
         self._wake = asyncio.Event()
         self._stats_at = 0.0
@@ -98,9 +112,7 @@ class EndpointWorker:
                 return True
         elif state.lease_owner is not None and until is not None and until > now:
             return False  # another process sends for this endpoint
-        taken = await self.db.run_write(
-            outbox.take_lease, self.name, self.owner, self.lease_seconds
-        )
+        taken = await self.lease.take(self.key, self.owner)
         if taken and not self.holding:
             log.info("delivering events to %s from this process", self.name)
         return taken
@@ -108,7 +120,7 @@ class EndpointWorker:
     async def step(self) -> tuple[float, bool]:
         """One round: returns how long to wait before the next, and whether a new local
         event may cut the wait short."""
-        now = datetime.now(UTC)
+        now = datetime.fromtimestamp(self.clock(), UTC)
         state = await self.db.run_read(outbox.endpoint_state, self.name)
         if state is None:
             await self.db.run_write(outbox.ensure_endpoints, [self.name])
@@ -170,7 +182,7 @@ class EndpointWorker:
         """Give the lease up (a clean shutdown): another process need not wait for it."""
         if self.holding:
             with contextlib.suppress(Exception):
-                await self.db.run_write(outbox.release_lease, self.name, self.owner)
+                await self.lease.release(self.key, self.owner)
             self.holding = False
 
 
@@ -184,6 +196,7 @@ class Dispatcher:
         mediatype: str,
         metrics: EventMetrics,
         retention: float,
+        clock: Clock = time.time,
     ) -> None:
         self.db = db
         self.client = httpx.AsyncClient(
@@ -191,7 +204,7 @@ class Dispatcher:
         )
         owner = owner_id()
         self.workers = [
-            EndpointWorker(db, e, Sender(e, mediatype, self.client), metrics, owner)
+            EndpointWorker(db, e, Sender(e, mediatype, self.client), metrics, owner, clock)
             for e in endpoints
         ]
         self.retention = retention
@@ -217,17 +230,21 @@ class Dispatcher:
         for worker in self.workers:
             task = asyncio.create_task(worker.run_forever(), name=f"events-{worker.name}")
             self._tasks.append(task)
-        self._tasks.append(asyncio.create_task(self._prune_forever(), name="events-prune"))
+        self._tasks.append(self.pruning().start())
 
-    async def _prune_forever(self) -> None:
-        while True:
-            await asyncio.sleep(600)
-            try:
-                removed = await self.db.run_write(outbox.prune, self.retention)
-                if removed:
-                    log.info("pruned %d delivered events from the outbox", removed)
-            except Exception as e:
-                log.warning("pruning the event outbox: %s", e)
+    async def prune(self) -> int:
+        """Delete the events past ``retention`` that no endpoint still needs."""
+        removed = await self.db.run_write(outbox.prune, self.retention)
+        if removed:
+            log.info("pruned %d delivered events from the outbox", removed)
+        return removed
+
+    def pruning(self, sleep: Sleep = asyncio.sleep, uniform: Uniform = random.uniform) -> Periodic:
+        """Prune every ``PRUNE_EVERY`` seconds, the first time one interval after the
+        start; a failure (the database away) is logged and the next one comes as due."""
+        return Periodic(
+            "events-prune", self.prune, log, interval=PRUNE_EVERY, sleep=sleep, uniform=uniform
+        )
 
     async def stop(self) -> None:
         for task in self._tasks:

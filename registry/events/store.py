@@ -16,8 +16,21 @@ from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, sele
 
 from registry.events.tables import event_deliveries, event_endpoints, event_outbox
 from registry.meta import queries as q
+from registry.meta.lease import LeaseTable
 
 PENDING, DEAD = "pending", "dead"
+
+# Who sends for an endpoint now (:mod:`registry.meta.lease`): the lease columns of its
+# state row. Releasing empties them (the row keeps its counters); taking makes no row
+# (:func:`ensure_endpoints` does, with the counters).
+ENDPOINT_LEASES = LeaseTable(
+    event_endpoints,
+    ("name",),
+    holder="lease_owner",
+    expires="lease_until",
+    release="expire",
+    creates=False,
+)
 
 
 def _now() -> datetime:
@@ -125,31 +138,6 @@ def _state(row: Any) -> EndpointState:
 def endpoint_state(conn: Connection, name: str) -> EndpointState | None:
     row = conn.execute(select(event_endpoints).where(event_endpoints.c.name == name)).first()
     return _state(row) if row is not None else None
-
-
-def take_lease(conn: Connection, name: str, owner: str, seconds: float) -> bool:
-    """Hold (or extend) the right to send for ``name`` until now + ``seconds``, unless
-    another process holds an unexpired lease. Returns whether ``owner`` holds it."""
-    now = _now()
-    t = event_endpoints.c
-    result = conn.execute(
-        update(event_endpoints)
-        .where(
-            t.name == name,
-            or_(t.lease_owner == owner, t.lease_owner.is_(None), t.lease_until < now),
-        )
-        .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
-    )
-    return bool(result.rowcount)
-
-
-def release_lease(conn: Connection, name: str, owner: str) -> None:
-    t = event_endpoints.c
-    conn.execute(
-        update(event_endpoints)
-        .where(t.name == name, t.lease_owner == owner)
-        .values(lease_owner=None, lease_until=None)
-    )
 
 
 def pending_batch(conn: Connection, name: str, limit: int) -> list[Pending]:
