@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.fixtures.make_previous_store import (
     ADMIN,
@@ -44,12 +45,23 @@ def previous() -> dict[str, Any]:
     return made
 
 
-def unpacked(workdir: Path) -> WharfServer:
-    """The previous release's store under ``workdir``, served by the current code."""
+def wharf(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "registry.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def unpacked(workdir: Path, upgrade: bool = True) -> WharfServer:
+    """The previous release's store under ``workdir``, its schema brought up to date by
+    ``wharf db upgrade`` (unless not ``upgrade``), to be served by the current code."""
     workdir.mkdir(parents=True, exist_ok=True)
     with tarfile.open(FIXTURES / ARCHIVE) as tar:
         tar.extractall(workdir, filter="data")
-    return WharfServer(workdir, config_for(workdir))
+    server = WharfServer(workdir, config_for(workdir))
+    if upgrade:
+        server.config_path.write_text(yaml.safe_dump(server.config))
+        done = wharf("db", "upgrade", "-c", str(server.config_path))
+        assert done.returncode == 0, done.stderr
+    return server
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +69,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WharfServer]:
     server = unpacked(tmp_path_factory.mktemp("compat")).start()
     yield server
     server.stop()
+
+
+def test_the_previous_schema_is_refused_until_upgraded(tmp_path: Path) -> None:
+    server = unpacked(tmp_path, upgrade=False)
+    server.config_path.write_text(yaml.safe_dump(server.config))
+    before = wharf("db", "current", "-c", str(server.config_path))
+    assert before.returncode == 1 and "database revision: 0009 (code expects" in before.stdout
+    with pytest.raises(RuntimeError, match="run `wharf db upgrade` first"):
+        server.start(timeout=60)
+    after = wharf("db", "current", "-c", str(server.config_path))
+    assert after.stdout == before.stdout  # serve changed nothing
+    assert wharf("db", "upgrade", "-c", str(server.config_path)).returncode == 0
+    server.start()
+    try:
+        with server.client(auth=ADMIN) as c:
+            assert c.get("/v2/_catalog").status_code == 200
+    finally:
+        server.stop()
 
 
 def _now_fields_dropped(name: str, body: Any) -> Any:
