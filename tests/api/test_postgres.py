@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import subprocess
 import sys
@@ -25,7 +24,8 @@ from registry.meta.db import Database
 from registry.meta.migrate import ensure_schema, head_revision
 from registry.meta.records import NewManifest
 from registry.meta.store import MetadataStore
-from registry.meta.tables import blobs, metadata
+from registry.meta.tables import blobs
+from registry.tables import full_metadata
 from tests.support.oci import digest_of, push_blob, push_image, unique_name
 from tests.support.postgres import PostgresCluster
 from tests.support.server import WharfServer
@@ -33,16 +33,7 @@ from tests.support.server import WharfServer
 
 def all_tables() -> list[str]:
     """Every table the code defines (each feature's module adds its own)."""
-    for module in (
-        "registry.accounts.tables",
-        "registry.events.tables",
-        "registry.gc.tables",
-        "registry.search.tables",
-        "registry.ui.tables",
-        "replicator.tables",
-    ):
-        importlib.import_module(module)
-    return list(metadata.tables)
+    return list(full_metadata().tables)
 
 
 def wharf_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -88,7 +79,7 @@ def test_db_upgrade_and_out_of_date_schema(postgres: PostgresCluster, tmp_path: 
         " AND table_schema = 'public'",
         database,
     )
-    assert collations == "replication_rules.C,repositories.C,robots.C,tags.C"
+    assert collations == "projects.C,replication_rules.C,repositories.C,robots.C,tags.C,users.C"
 
     postgres.psql("UPDATE alembic_version SET version_num = '0000'", database)
     out = wharf_cli("serve", str(cfg))

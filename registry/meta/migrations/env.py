@@ -4,19 +4,8 @@ import importlib
 
 from alembic import context
 
-from registry.meta.tables import metadata
-
 # every feature's tables, on the same metadata, so that autogenerate sees the whole schema
-for module in (
-    "registry.accounts.tables",
-    "registry.events.tables",
-    "registry.gc.tables",
-    "registry.projects.tables",
-    "registry.search.tables",
-    "registry.ui.tables",
-    "replicator.tables",
-):
-    importlib.import_module(module)
+metadata = importlib.import_module("registry.tables").full_metadata()
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
