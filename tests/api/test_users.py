@@ -15,15 +15,34 @@ import pytest
 
 from tests.support.auth import PASSWORDS
 from tests.support.oci import assert_error, push_image, unique_name
+from tests.support.postgres import PostgresCluster
 from tests.support.server import WharfServer
 from tests.support.users import ROOT, start_with_local_users, wharf_cli
 
 
-@pytest.fixture(scope="module")
-def basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WharfServer]:
-    server = start_with_local_users(tmp_path_factory.mktemp("users-basic"), "basic")
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def basic(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WharfServer]:
+    config: dict[str, Any] = {}
+    if request.param == "postgres":
+        cluster: PostgresCluster = request.getfixturevalue("postgres")
+        config["database"] = {"url": cluster.create_database()}
+    workdir = tmp_path_factory.mktemp(f"users-{request.param}")
+    server = start_with_local_users(workdir, "basic", config=config)
     yield server
     server.stop()
+
+
+def _hashes(server: WharfServer, request: pytest.FixtureRequest) -> dict[str, str]:
+    """name -> password_hash, read from the server's database itself."""
+    url = server.config.get("database", {}).get("url", "")
+    if url.startswith("postgresql"):
+        cluster: PostgresCluster = request.getfixturevalue("postgres")
+        out = cluster.psql("SELECT name || ' ' || password_hash FROM users", url.rsplit("/", 1)[1])
+        return dict(line.split(" ", 1) for line in out.splitlines())
+    with sqlite3.connect(server.root / "wharf.db") as db:
+        return dict(db.execute("SELECT name, password_hash FROM users").fetchall())
 
 
 def _create(c: httpx.Client, name: str, password: str, **extra: Any) -> dict[str, Any]:
@@ -75,16 +94,12 @@ def test_admin_from_the_cli_creates_a_user_who_pushes_and_pulls(basic: WharfServ
     assert "dana-password" not in log and ROOT[1] not in log
 
 
-def test_the_database_holds_only_a_bcrypt_hash(basic: WharfServer) -> None:
+def test_the_database_holds_only_a_bcrypt_hash(
+    basic: WharfServer, request: pytest.FixtureRequest
+) -> None:
     with basic.client() as c:
         _create(c, "hashed", "hashed-password")
-    db = sqlite3.connect(basic.root / "wharf.db") if (basic.root / "wharf.db").exists() else None
-    if db is None:
-        found = list(basic.workdir.rglob("*.db"))
-        assert found, "no SQLite database found"
-        db = sqlite3.connect(found[0])
-    rows = dict(db.execute("SELECT name, password_hash FROM users").fetchall())
-    db.close()
+    rows = _hashes(basic, request)
     assert rows["hashed"].startswith("$2b$12$") and len(rows["hashed"]) == 60
     assert all("hashed-password" not in h and ROOT[1] not in h for h in rows.values())
 
@@ -315,3 +330,15 @@ def test_token_mode(tmp_path: Path) -> None:
             assert_error(r, 401, "UNAUTHORIZED")
     finally:
         server.stop()
+
+
+def test_an_open_registry_has_no_users_api(wharf: WharfServer) -> None:
+    """No ``auth``: nobody logs in, so there is no ``/api/users``; ``wharf user`` still
+    works on the database but says the users cannot log in."""
+    with wharf.client() as c:
+        assert c.get("/api/users").status_code == 404
+        assert (
+            c.post("/api/users", json={"name": "x", "password": "long-enough"}).status_code == 404
+        )
+    listed = wharf_cli(wharf, "user", "list")
+    assert listed.returncode == 0 and "auth.local is not configured" in listed.stderr

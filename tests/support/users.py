@@ -37,12 +37,15 @@ def wharf_cli(
 
 
 def start_with_local_users(
-    workdir: Path, mode: str, local: dict[str, Any] | None = None
+    workdir: Path,
+    mode: str,
+    local: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> WharfServer:
     """A server in ``basic`` (htpasswd) or ``token`` mode (the built-in token service)
-    with ``auth.local`` (``local``: its keys), one worker, and :data:`ROOT` as a local
-    administrator made with the CLI while it runs."""
-    server = WharfServer(workdir / "server", {"http": ONE_WORKER})
+    with ``auth.local`` (``local``: its keys), one worker, ``config`` merged in, and
+    :data:`ROOT` as a local administrator made with the CLI while it runs."""
+    server = WharfServer(workdir / "server", {"http": ONE_WORKER, **(config or {})})
     if mode == "basic":
         extra = htpasswd_config(workdir, LOCAL_POLICY)
     else:
