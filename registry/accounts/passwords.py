@@ -14,8 +14,7 @@ import bcrypt
 
 COST = 12  # log2 rounds: ~0.2 s per check on a current core
 MAX_BYTES = 72  # what bcrypt reads of a password
-_DUMMY_PASSWORD = b"wharf-no-such-local-user"
-_dummies: dict[int, bytes] = {}
+DUMMY_PASSWORD = "wharf-no-such-local-user"  # hashed for names that are no local user
 
 
 def password_problem(password: object, min_length: int) -> str | None:
@@ -45,16 +44,6 @@ def verify_password(password: str, hashed: str) -> bool:
         return bcrypt.checkpw(raw, hashed.encode())
     except ValueError:  # a malformed hash
         return False
-
-
-def dummy_check(password: str, cost: int = COST) -> bool:
-    """The work of a check against a hash of ``cost``, for names that are no local user
-    (timing does not tell which names exist); always False. Blocking."""
-    dummy = _dummies.get(cost)
-    if dummy is None:
-        dummy = _dummies.setdefault(cost, bcrypt.hashpw(_DUMMY_PASSWORD, bcrypt.gensalt(cost)))
-    bcrypt.checkpw(password.encode()[:MAX_BYTES].replace(b"\0", b""), dummy)
-    return False
 
 
 async def hash_off_loop(password: str, cost: int = COST) -> str:

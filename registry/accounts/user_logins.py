@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from auth.logins import LocalAccount
 from registry.accounts import store_users as store
-from registry.accounts.passwords import COST, dummy_check, verify_password
+from registry.accounts.passwords import COST, DUMMY_PASSWORD, hash_password, verify_password
 from registry.accounts.user_records import StoredUser
 from registry.meta.db import Database
 
@@ -66,6 +66,13 @@ class UserLogins:
         self._secret = secrets.token_bytes(32)
         self._verified: dict[bytes, _Verified] = {}
         self._admins: dict[str, tuple[bool, float]] = {}  # name -> (admin, read at)
+        self._dummy: str | None = None  # a hash of the cost, for unknown names
+
+    def _dummy_check(self, password: str) -> None:
+        """The work of a check for a name that is no local user (blocking)."""
+        if self._dummy is None:
+            self._dummy = hash_password(DUMMY_PASSWORD, self.cost)
+        verify_password(password, self._dummy)
 
     def _key(self, user: str, password: str) -> bytes:
         name = user.encode()
@@ -100,7 +107,7 @@ class UserLogins:
         if found is None:
             self.forget(user)
             if self.dummy_for_unknown:
-                await asyncio.to_thread(dummy_check, password, self.cost)
+                await asyncio.to_thread(self._dummy_check, password)
             return False, None
         return True, await self._verify(found, user, password)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from auth.htpasswd import Htpasswd, hash_password
+from auth.ldap import LdapUser
 from auth.logins import LocalAccount, Logins
 from auth.policy import Identity, Policy
 from auth.throttle import LoginThrottle, TooManyAttempts
@@ -49,7 +50,6 @@ def test_hashing() -> None:
     assert not passwords.verify_password("x" * 80, cut)
     assert not passwords.verify_password("anything", "not a hash")
     assert passwords.COST == 12
-    assert not passwords.dummy_check("whatever", cost=4)
 
 
 def test_local_settings() -> None:
@@ -171,6 +171,7 @@ async def test_verified_credentials_are_cached_within_refresh(
     assert not logins.seen_before("gina", "gina-password")
     await here.delete("gina")
     assert await logins.check("gina", "gina-password-2") == (False, None)
+    assert bcrypts[-1] == "gina-password-2"  # an unknown name costs a bcrypt check too
 
 
 # --- the order of the sources, and the throttle ------------------------------------------
@@ -271,3 +272,47 @@ def test_cached_local_credentials_pass_a_full_throttle(tmp_path: Path) -> None:
         assert await guess is None
 
     asyncio.run(run())
+
+
+class FakeLdap:
+    """The part of LdapAuthenticator that Logins uses, with one user: lee."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def cached(self, user: str, password: str) -> LdapUser | None:
+        return None
+
+    def seen_before(self, user: str, password: str) -> bool:
+        return False
+
+    def cached_groups(self, name: str) -> frozenset[str]:
+        return frozenset()
+
+    async def authenticate(self, user: str, password: str) -> LdapUser | None:
+        self.asked.append(user)
+        if (user, password) == ("lee", "lee-pw"):
+            return LdapUser("lee", "uid=lee,dc=x", frozenset({"devs"}))
+        return None
+
+
+def test_names_the_database_does_not_know_go_to_ldap(tmp_path: Path) -> None:
+    logins, local, _ = _logins(tmp_path, Clock())
+    ldap = FakeLdap()
+    logins.ldap = ldap  # type: ignore[assignment]
+    seen: list[str] = []
+    logins.observe = lambda source, result, _s: seen.append(f"{source}:{result}")
+
+    async def run() -> None:
+        found = await logins.login("lee", "lee-pw", "A")
+        assert found is not None and found.source == "ldap" and "devs" in found.identity.groups
+        # a local user's wrong password is not tried in LDAP
+        assert await logins.login("lou", "lee-pw", "A") is None
+        found = await logins.login("lou", "lou-pw", "A")
+        assert found is not None and found.source == "local"
+        assert await logins.login("nobody", "x", "A") is None
+
+    asyncio.run(run())
+    assert local.checks == ["lee", "lou", "lou", "nobody"]
+    assert ldap.asked == ["lee", "nobody"]
+    assert seen == ["ldap:success", "local:failure", "local:success", "ldap:failure"]
