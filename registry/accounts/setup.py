@@ -224,6 +224,7 @@ def start_auth(
             setup.throttle,
             setup.logins.source_of,
             setup.logins.identity,
+            robots,
             local.selfregistration,
         )
         mount(USERS_PREFIX, api)

@@ -36,6 +36,7 @@ from registry.accounts.errors import (
     UserUnknown,
 )
 from registry.accounts.records import is_robot
+from registry.accounts.robots import RobotAccounts
 from registry.accounts.users import UserAccounts
 from registry.api.access import caller_of, require_admin
 from registry.api.bodies import read_capped
@@ -61,6 +62,7 @@ class UsersAPI:
         throttle: LoginThrottle,
         source_of: Callable[[str], str],
         identity: Callable[[str], Identity],
+        robots: RobotAccounts,
         self_registration: bool = False,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -68,6 +70,7 @@ class UsersAPI:
         self.throttle = throttle
         self.source_of = source_of
         self.identity = identity
+        self.robots = robots
         self.self_registration = self_registration
         self.sleep = sleep
 
@@ -199,9 +202,12 @@ class UsersAPI:
         source = self.source_of(name)
         if source == "local" and await self.users.get(name) is None:
             source = "ldap"  # not in the database: LDAP answered for it
-        groups = sorted(self.identity(name).groups)
+        groups = set(self.identity(name).groups)
+        robot = await self.robots.get(name) if source == "robot" else None
+        if robot is not None:
+            groups |= set(robot.groups)
         body = {"name": name, "source": source, "admin": _is_admin(scope)}
-        return json_response({**body, "groups": groups})
+        return json_response({**body, "groups": sorted(groups)})
 
     async def _own_password(self, request: Request) -> Response:
         scope = request.scope

@@ -106,16 +106,23 @@ def test_the_database_holds_only_a_bcrypt_hash(
 
 def test_a_local_admin_uses_the_admin_apis(basic: WharfServer) -> None:
     with basic.client() as c:
-        r = c.post("/api/robots", json={"name": "by-root"}, auth=ROOT)
+        r = c.post("/api/robots", json={"name": "by-root", "groups": ["ci"]}, auth=ROOT)
         assert r.status_code == 201, r.text
         assert r.json()["created_by"] == "root"
+        robot = ("robot$by-root", r.json()["secret"])
+        me = c.get("/api/users/me", auth=robot).json()
+        assert me == {"name": "robot$by-root", "source": "robot", "admin": False, "groups": ["ci"]}
         assert c.get("/api/robots", auth=ROOT).status_code == 200
         me = c.get("/api/users/me", auth=ROOT).json()
         assert me["admin"] is True and me["source"] == "local"
         # the htpasswd admin (auth.policy.admins) manages local users too
         admin = ("admin", PASSWORDS["admin"])
         assert c.get("/api/users", auth=admin).status_code == 200
-        assert c.get("/api/users/me", auth=admin).json()["source"] == "htpasswd"
+        me = c.get("/api/users/me", auth=admin).json()
+        assert me == {"name": "admin", "source": "htpasswd", "admin": True, "groups": []}
+        alice = c.get("/api/users/me", auth=("alice", PASSWORDS["alice"])).json()
+        assert alice["groups"] == ["team-a"] and alice["admin"] is False
+        assert_error(c.get("/api/users/me"), 401, "UNAUTHORIZED")
         # an admin may push anywhere
     with basic.client(auth=ROOT) as root:
         push_image(root, "team-a/by-root", "v1", [b"root's layer"])
