@@ -36,10 +36,12 @@ _SUBJECT_NAMES = {
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """A caller who logged in: a user name and the groups it belongs to."""
+    """A caller who logged in: a user name, the groups it belongs to, and whether its
+    source made it a system administrator (a local user with the ``admin`` flag)."""
 
     name: str
     groups: frozenset[str] = frozenset()
+    admin: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +157,7 @@ class Policy:
         return Identity(name, frozenset(groups | set(extra_groups)))
 
     def is_admin(self, who: Identity | None) -> bool:
-        return self.admins.contains(who)
+        return who is not None and (who.admin or self.admins.contains(who))
 
     def may_list_catalog(self, who: Identity | None) -> bool:
         """``registry:catalog:*``: the full catalog, not only pullable repositories."""

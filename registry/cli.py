@@ -16,6 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from registry.accounts.cli import add_commands as robot_commands
+from registry.accounts.users_cli import add_commands as user_commands
 from registry.commandline import add_config_arguments, settings_or_exit
 from registry.config import ConfigError, Settings
 from registry.events.cli import add_commands as events_commands
@@ -210,6 +211,7 @@ def parser() -> argparse.ArgumentParser:
     replicator_commands(sub)  # wharf replicate (#6)
     search_commands(sub)  # wharf search reindex (#8)
     robot_commands(sub)  # wharf robot create|list|revoke (#4)
+    user_commands(sub)  # wharf user create|list|disable|enable|delete|passwd (#15)
     gc_commands(sub, [MirrorRoots()])  # wharf gc (#7), keeping the mirror's cache (#6)
     events_commands(sub)  # wharf events status|dead|requeue (#5)
     return p

@@ -77,6 +77,12 @@ class RobotAccounts:
     async def all(self) -> list[Robot]:
         return await self.db.run_read(store.list_robots)
 
+    async def get(self, name: str) -> Robot | None:
+        """The robot ``robot$NAME`` (or None)."""
+        if not records.is_robot(name):
+            return None
+        return await self.db.run_read(store.get_robot, name)
+
     async def revoke(self, name: str) -> bool:
         """Delete the robot; False if there was none (or the name is not a robot's)."""
         try:

@@ -1,7 +1,7 @@
 """Starting auth: what the ``auth`` settings make (:func:`build_auth`: the gate, policy,
 htpasswd file, LDAP directory, throttle and logins, loaded once when the app is built)
-and what needs the running app (:func:`start_auth`: robot logins against the database,
-``/api/robots``, login metrics, the LDAP group refresh)."""
+and what needs the running app (:func:`start_auth`: robot and local-user logins against
+the database, ``/api/robots``, ``/api/users``, login metrics, the LDAP group refresh)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ from auth.throttle import LoginThrottle
 from auth.tokens import TokenVerifier
 from registry.accounts.api import PREFIX, RobotsAPI
 from registry.accounts.robots import RobotAccounts
+from registry.accounts.user_logins import UserLogins
+from registry.accounts.users import Reserved, UserAccounts
+from registry.accounts.users_api import PREFIX as USERS_PREFIX
+from registry.accounts.users_api import UsersAPI
 from registry.api.context import Services
 from registry.config import AuthSettings, ConfigError, LdapSettings, PolicySettings
 from registry.metrics import Metrics
@@ -175,6 +179,7 @@ def build_auth(settings: AuthSettings) -> AuthSetup | None:
         max_inflight_address=limits.maxinflight.address,
     )
     logins = Logins(policy, throttle, htpasswd, build_ldap(settings.ldap))
+    logins.local_enabled = settings.local is not None
     if settings.htpasswd is not None:
         realm = settings.htpasswd.realm
     else:
@@ -220,3 +225,35 @@ def start_auth(
         stack.callback(task.cancel)
     stack.callback(setup.close)
     mount(PREFIX, RobotsAPI(robots))
+    local = services.settings.auth.local
+    if local is not None:  # local users (auth.local): logins and /api/users
+        user_logins = UserLogins(
+            services.meta.db, local.refresh_seconds, dummy_for_unknown=setup.ldap is None
+        )
+        setup.logins.local = user_logins
+        users = UserAccounts(
+            services.meta.db,
+            local.minpasswordlength,
+            reserved_names(setup.htpasswd),
+            on_change=user_logins.forget,
+        )
+        api = UsersAPI(
+            users,
+            setup.throttle,
+            setup.logins.source_of,
+            setup.logins.identity,
+            robots,
+            local.selfregistration,
+        )
+        mount(USERS_PREFIX, api)
+
+
+def reserved_names(htpasswd: Htpasswd | None) -> Reserved:
+    """Names a local user cannot have: those of the htpasswd file (it answers for them)."""
+
+    def reserved(name: str) -> str | None:
+        if htpasswd is not None and htpasswd.fingerprint(name) is not None:
+            return "is a user of the htpasswd file (auth.htpasswd), which answers for it"
+        return None
+
+    return reserved

@@ -125,6 +125,21 @@ class LdapSettings(_Section):
         return max(self.refresh, 1.0)
 
 
+class LocalSettings(_Section):
+    """``auth.local`` (Harbor's "database" auth mode): users kept in the database, beside
+    htpasswd and LDAP (see docs/auth.md). A verified password is remembered for
+    ``refresh``: a user disabled, deleted or given a new password on another worker or
+    node stops working within it (at once on the worker that made the change)."""
+
+    selfregistration: bool = False
+    minpasswordlength: int = Field(default=8, ge=1, le=72)
+    refresh: Duration = duration("30s")
+
+    @property
+    def refresh_seconds(self) -> float:
+        return max(self.refresh, 0.0)
+
+
 class ThrottleInFlightSettings(_Section):
     """``auth.throttle.maxinflight``: password checks in flight at once, per worker."""
 
@@ -167,6 +182,7 @@ class AuthSettings(BaseModel):
     tokenserver: TokenServerSettings | None = None
     policy: PolicySettings | None = None
     ldap: LdapSettings | None = None
+    local: LocalSettings | None = None
     throttle: ThrottleSettings = ThrottleSettings()
 
     @model_validator(mode="after")
@@ -185,6 +201,6 @@ class AuthSettings(BaseModel):
         ``auth.htpasswd`` only gives the built-in token service its users)."""
         if self.token is not None:
             return "token"
-        if self.htpasswd is not None or self.ldap is not None:
-            return "htpasswd"  # Basic auth: htpasswd and/or LDAP users (and robots)
+        if self.htpasswd is not None or self.ldap is not None or self.local is not None:
+            return "htpasswd"  # Basic auth: htpasswd, LDAP and/or local users (and robots)
         return "none"

@@ -95,6 +95,7 @@ POSITIONAL_OK: list[tuple[list[str], dict[str, object]]] = [
     (["events", "dead", "--limit", "5"], {"events_command": "dead", "limit": 5}),
     (["search", "reindex"], {"search_command": "reindex"}),
     (["robot", "list"], {"robot_command": "list"}),
+    (["user", "list"], {"user_command": "list"}),
 ]
 # commands with positional arguments of their own: -c/--config only
 OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
@@ -102,10 +103,15 @@ OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
     (["events", "requeue", "17", "18"], {"ids": [17, 18]}),
     (["robot", "create", "ci", "--group", "g"], {"name": "ci", "group": ["g"]}),
     (["robot", "revoke", "robot$ci"], {"name": "robot$ci"}),
+    (["user", "create", "dana", "--admin"], {"name": "dana", "admin": True}),
+    (["user", "passwd", "dana", "--password-stdin"], {"name": "dana", "password_stdin": True}),
+    (["user", "disable", "dana"], {"name": "dana", "user_command": "disable"}),
+    (["user", "enable", "dana"], {"name": "dana", "user_command": "enable"}),
+    (["user", "delete", "dana"], {"name": "dana", "user_command": "delete"}),
     (["replicate", "nightly"], {"rule": "nightly"}),
 ]
 CFG = "/etc/wharf/config.yml"
-GROUPS = {"events", "search", "robot", "policy"}  # commands with subcommands
+GROUPS = {"events", "search", "robot", "policy", "user"}  # commands with subcommands
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
