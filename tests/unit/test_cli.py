@@ -103,9 +103,13 @@ OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
     (["robot", "create", "ci", "--group", "g"], {"name": "ci", "group": ["g"]}),
     (["robot", "revoke", "robot$ci"], {"name": "robot$ci"}),
     (["replicate", "nightly"], {"rule": "nightly"}),
+    (["quota", "set", "team", "10GiB"], {"project": "team", "size": 10 * 1024**3}),
+    (["quota", "set", "team", "none"], {"project": "team", "size": None}),
+    (["quota", "show", "team"], {"project": "team"}),
+    (["quota", "recount"], {"quota_command": "recount"}),
 ]
 CFG = "/etc/wharf/config.yml"
-GROUPS = {"events", "search", "robot", "policy"}  # commands with subcommands
+GROUPS = {"events", "search", "robot", "policy", "quota"}  # commands with subcommands
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

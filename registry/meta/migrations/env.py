@@ -12,6 +12,7 @@ for module in (
     "registry.events.tables",
     "registry.gc.tables",
     "registry.projects.tables",
+    "registry.quotas.tables",
     "registry.search.tables",
     "registry.ui.tables",
     "replicator.tables",
