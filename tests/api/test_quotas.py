@@ -28,6 +28,7 @@ from tests.support.quotas import (
     usage,
     wharf_cli,
 )
+from tests.support.receiver import Receiver
 from tests.support.server import WharfServer
 from tests.support.slapd import ONE_WORKER
 
@@ -230,3 +231,47 @@ def test_only_administrators_read_and_set_quotas(tmp_path: Path) -> None:
         assert c.get(f"/api/projects/{project}/usage", auth=ADMIN).json()["quota"] == 5
     finally:
         server.stop()
+
+
+def test_crossing_80_and_100_percent_sends_events(tmp_path: Path) -> None:
+    receiver = Receiver(tmp_path / "receiver").start()
+    config = {
+        "http": ONE_WORKER,
+        "notifications": {
+            "endpoints": [{"name": "listener", "url": receiver.url, "timeout": "1s"}]
+        },
+    }
+    server = WharfServer(tmp_path / "server", config).start()
+    try:
+        project = project_name()
+        make_project(server, project)
+        repo = f"{project}/app"
+        c = server.client()
+        request_closes(c)
+        set_quota(c, project, 1000)
+        for size in (700, 150, 100, 50):  # 70 %, 85 % (crosses 80), 95 %, 100 % (crosses 100)
+            blob = layer_bytes(f"{project}-{size}", size)
+            r = c.post(
+                f"/v2/{repo}/blobs/uploads/", params={"digest": digest_of(blob)}, content=blob
+            )
+            assert r.status_code == 201, r.text
+        blob = layer_bytes(f"{project}-over", 1)
+        r = c.post(f"/v2/{repo}/blobs/uploads/", params={"digest": digest_of(blob)}, content=blob)
+        assert_error(r, 403, "DENIED")
+
+        def quota_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [e for e in events if e["action"].startswith("quota")]
+
+        events = receiver.wait_for(lambda e: len(quota_events(e)) >= 2, timeout=30)
+        # the pushes themselves arrive as usual: five blob pushes minus the refused one
+        assert len([e for e in events if e["action"] == "push"]) == 4
+        found = [(e["action"], e["target"]) for e in quota_events(events)]
+        assert [a for a, _ in found] == ["quota_warning", "quota_exceed"]
+        assert [(t["project"], t["threshold"], t["usage"], t["quota"]) for _, t in found] == [
+            (project, 80, 850, 1000),
+            (project, 100, 1000, 1000),
+        ]
+        assert found[0][1]["repository"] == repo
+    finally:
+        server.stop()
+        receiver.stop()
