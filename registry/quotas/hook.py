@@ -116,7 +116,7 @@ class QuotaAccounting:
         added = store.add(conn, project, change.digest, change.size)
         if added is None or added.quota is None:
             return
-        if added.after > added.quota:
+        if added.size > 0 and added.after > added.quota:  # adding nothing never refuses
             if self.metrics is not None:
                 self.metrics.refused.inc()
             log.warning(

@@ -178,6 +178,10 @@ async def test_a_push_over_the_quota_is_refused_and_leaves_nothing(world: World)
     assert await world.meta.resolve("team/a", tag="v2") is None
     assert await world.meta.list_tags("team/a", None, None) == ["v1"]
     assert await world.used("team") == 1500
+    await world.quotas.set_quota("team", 1000)  # lowered below the usage
+    await world.meta.link_blob("team/a", d("e"), 0)  # adds nothing: accepted
+    with pytest.raises(QuotaExceeded):
+        await world.meta.link_blob("team/a", d("f"), 1)
     # other projects are not affected
     await world.push("free/a", "v1", d("o"), 10, (d("3"), 5000))
     await world.assert_recount_agrees()
