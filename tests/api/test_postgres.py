@@ -37,6 +37,8 @@ def all_tables() -> list[str]:
         "registry.accounts.tables",
         "registry.events.tables",
         "registry.gc.tables",
+        "registry.projects.tables",
+        "registry.quotas.tables",
         "registry.search.tables",
         "registry.ui.tables",
         "replicator.tables",
@@ -88,7 +90,7 @@ def test_db_upgrade_and_out_of_date_schema(postgres: PostgresCluster, tmp_path: 
         " AND table_schema = 'public'",
         database,
     )
-    assert collations == "replication_rules.C,repositories.C,robots.C,tags.C"
+    assert collations == "projects.C,replication_rules.C,repositories.C,robots.C,tags.C,users.C"
 
     postgres.psql("UPDATE alembic_version SET version_num = '0000'", database)
     out = wharf_cli("serve", str(cfg))
