@@ -29,6 +29,7 @@ from registry.metrics import Metrics
 from registry.middleware.auth import DISTRIBUTION, METRICS, MOUNTED, AuthMiddleware
 from registry.middleware.errors import ErrorMiddleware
 from registry.middleware.observe import ObserveMiddleware
+from registry.quotas.setup import gc_removed, start_quotas
 from registry.search.setup import facts_reader, start_search
 from registry.service.blobs import BlobService
 from registry.service.facts import FactsReader, no_facts
@@ -149,13 +150,20 @@ class Wharf:
         its lines here; ``self._stack`` cancels and closes them at shutdown)."""
         assert self.services is not None
         start_gc(  # online GC (#7), keeping what the pull-through mirror cached (#6)
-            self.services, self.metrics.registry, self._stack, self.mount, [MirrorRoots()]
+            self.services,
+            self.metrics.registry,
+            self._stack,
+            self.mount,
+            [MirrorRoots()],
+            removed=[gc_removed().removed],  # usage per project goes down with it (#15)
         )
         if self._auth is not None:  # robot accounts, LDAP group refresh, login metrics (#4)
             start_auth(self._auth, self.services, self.metrics, self._stack, self.mount)
         search = start_search(self.services, self.mount)  # search (#8)
         start_ui(self.services, search, self.mount, self._auth)  # web UI (#8)
-        start_events(self.services, self.metrics.registry, self._stack, self.mount)  # (#5)
+        outbox = start_events(self.services, self.metrics.registry, self._stack, self.mount)
+        quota_events = outbox.record if outbox is not None else None  # events (#5) ^
+        start_quotas(self.services, self.metrics.registry, self.mount, quota_events)  # (#15)
         replication = start_replication(self.services, self.metrics, self.mount)  # (#6)
         if replication is not None:
             self._stack.callback(replication.cancel)

@@ -30,6 +30,8 @@ from registry.meta.migrate import (
     upgrade,
 )
 from registry.metrics import MULTIPROC_ENV
+from registry.quotas.cli import add_commands as quota_commands
+from registry.quotas.hook import gc_removed
 from registry.search.cli import add_commands as search_commands
 from replicator.cli import add_commands as replicator_commands
 from replicator.mirror_store import MirrorRoots
@@ -212,7 +214,9 @@ def parser() -> argparse.ArgumentParser:
     search_commands(sub)  # wharf search reindex (#8)
     robot_commands(sub)  # wharf robot create|list|revoke (#4)
     user_commands(sub)  # wharf user create|list|disable|enable|delete|passwd (#15)
-    gc_commands(sub, [MirrorRoots()])  # wharf gc (#7), keeping the mirror's cache (#6)
+    # wharf gc (#7), keeping the mirror's cache (#6), usage per project going down (#15)
+    gc_commands(sub, [MirrorRoots()], [gc_removed().removed])
+    quota_commands(sub)  # wharf quota set|show|recount (#15)
     events_commands(sub)  # wharf events status|dead|requeue (#5)
     return p
 

@@ -19,6 +19,7 @@ FEATURE_TABLES = (
     "registry.events.tables",
     "registry.gc.tables",
     "registry.projects.tables",
+    "registry.quotas.tables",
     "registry.search.tables",
     "registry.ui.tables",
     "replicator.tables",

@@ -126,6 +126,17 @@ class EventBuilder:
             change.action, change.repository, self.target_of(change), change.request, endpoints
         )
 
+    def custom(
+        self,
+        action: str,
+        repository: str,
+        target: dict[str, object],
+        request: RequestInfo | None,
+        endpoints: tuple[str, ...],
+    ) -> NewEvent:
+        """An event of another feature (``quota_warning``...), in the same envelope."""
+        return self._new(action, repository, target, request, endpoints)
+
     def pull(
         self,
         kind: str,

@@ -67,6 +67,25 @@ class OutboxHook:
         insert_events(conn, events)
         self.wake()
 
+    def record(
+        self,
+        conn: Connection,
+        action: str,
+        repository: str,
+        target: dict[str, object],
+        request: RequestInfo | None,
+    ) -> None:
+        """Write an event of another feature (the quota's ``quota_warning`` and
+        ``quota_exceed``) in the caller's transaction, to the endpoints that do not
+        ignore ``action``."""
+        names = targets(self.endpoints, action, "")
+        if not names:
+            return
+        insert_events(conn, [self.builder.custom(action, repository, target, request, names)])
+        for name in names:
+            self.metrics.queued.labels(name).inc()
+        self.wake()
+
 
 @dataclass(frozen=True, slots=True)
 class Pull:

@@ -25,21 +25,23 @@ def start_events(
     registry: CollectorRegistry,
     stack: AsyncExitStack,
     mount: Callable[[str, ASGIApp], None],
-) -> None:
+) -> OutboxHook | None:
     """Write events for every change and deliver them, if endpoints are configured; the
-    API is mounted either way (it shows an empty list without endpoints)."""
+    API is mounted either way (it shows an empty list without endpoints). Returns the
+    outbox hook (its ``record`` writes other features' events), None without endpoints."""
     settings = services.settings
     config = settings.notifications
     db = services.meta.db
     mount(PREFIX, EventsAPI(db, config))
     endpoints = config.active
     if not endpoints:
-        return
+        return None
     metrics = EventMetrics(registry)
     builder = EventBuilder(settings, Source.of(settings))
     dispatcher = Dispatcher(db, endpoints, config.mediatype, metrics, config.retention)
     dispatcher.bind(asyncio.get_running_loop())
-    services.meta.add_hook(OutboxHook(builder, endpoints, metrics, dispatcher.wake))
+    outbox = OutboxHook(builder, endpoints, metrics, dispatcher.wake)
+    services.meta.add_hook(outbox)
     pulls = PullRecorder(db, builder, endpoints, metrics, dispatcher.wake)
     services.pull_listeners.append(pulls.pulled)
     starting = asyncio.create_task(dispatcher.start(), name="events-start")
@@ -53,3 +55,4 @@ def start_events(
 
     stack.push_async_callback(stop)
     log.info("events: delivering to %s", ", ".join(e.name for e in endpoints))
+    return outbox

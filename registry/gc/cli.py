@@ -16,6 +16,7 @@ from registry.commandline import add_config_arguments, settings_or_exit
 from registry.durations import parse_duration
 
 if TYPE_CHECKING:
+    from registry.gc.store_doom import Removed
     from registry.gc.store_mark import KeepRoots
 
 
@@ -76,7 +77,9 @@ def _positive(text: str) -> int:
     return value
 
 
-async def _run(args: argparse.Namespace, roots: Sequence[KeepRoots] = ()) -> int:
+async def _run(
+    args: argparse.Namespace, roots: Sequence[KeepRoots] = (), removed: Sequence[Removed] = ()
+) -> int:
     from registry.drivers import make_driver
     from registry.gc.collector import Collector, GCBusy
     from registry.gc.runner import options_from
@@ -97,7 +100,7 @@ async def _run(args: argparse.Namespace, roots: Sequence[KeepRoots] = ()) -> int
     db = Database(settings.database_url, 2, False)
     bar = _Bar(sys.stderr) if not args.quiet else None
     try:
-        collector = Collector(db, make_driver(settings), progress=bar, roots=roots)
+        collector = Collector(db, make_driver(settings), progress=bar, roots=roots, removed=removed)
         deadline = time.monotonic() + args.wait
         while True:
             try:
@@ -131,13 +134,17 @@ async def _run(args: argparse.Namespace, roots: Sequence[KeepRoots] = ()) -> int
     return 0
 
 
-def _gc(args: argparse.Namespace, roots: Sequence[KeepRoots] = ()) -> int:
-    return asyncio.run(_run(args, roots))
+def _gc(
+    args: argparse.Namespace, roots: Sequence[KeepRoots] = (), removed: Sequence[Removed] = ()
+) -> int:
+    return asyncio.run(_run(args, roots, removed))
 
 
-def add_commands(sub: Any, roots: Sequence[KeepRoots] = ()) -> None:
+def add_commands(
+    sub: Any, roots: Sequence[KeepRoots] = (), removed: Sequence[Removed] = ()
+) -> None:
     """Add ``wharf gc`` to the command line; its runs keep ``roots`` (what features keep
-    though no tag reaches it), as the registry's do."""
+    though no tag reaches it), as the registry's do, and tell ``removed`` what they delete."""
 
     gc = sub.add_parser(
         "gc", help="garbage collection: delete what no tag reaches (safe while serving)"
@@ -171,4 +178,4 @@ def add_commands(sub: Any, roots: Sequence[KeepRoots] = ()) -> None:
     )
     gc.add_argument("--json", action="store_true", help="print the result as JSON")
     gc.add_argument("-q", "--quiet", action="store_true", help="no progress display")
-    gc.set_defaults(func=functools.partial(_gc, roots=tuple(roots)))
+    gc.set_defaults(func=functools.partial(_gc, roots=tuple(roots), removed=tuple(removed)))

@@ -167,6 +167,7 @@ class Collector:
         holder: str | None = None,
         progress: Progress | None = None,
         roots: Sequence[store_mark.KeepRoots] = (),
+        removed: Sequence[store_doom.Removed] = (),
     ) -> None:
         self.db = db
         self.driver = driver
@@ -175,6 +176,7 @@ class Collector:
         self.holder = holder or _default_holder()
         self.progress = progress
         self.roots = tuple(roots)  # what features keep besides the tags (store_mark)
+        self.removed = tuple(removed)  # told what the sweep deletes (store_doom.Removed)
         self.run_id: int | None = None
         self._phase = "starting"
         self._done = 0
@@ -368,7 +370,12 @@ class Collector:
         self._set("manifests", 0, len(ordered))
         for batch in _batches(ordered, options.batch):
             deleted, spared = await self.db.run_write(
-                store_doom.doom_manifests, batch, frozenset(pending), cutoff, self.hooks
+                store_doom.doom_manifests,
+                batch,
+                frozenset(pending),
+                cutoff,
+                self.hooks,
+                self.removed,
             )
             pending -= {m.id for m in batch}
             result.manifests_deleted += len(deleted)
@@ -379,12 +386,14 @@ class Collector:
         self._set("links", 0, len(found.links))
         for link_batch in _batches(found.links, options.batch):
             result.links_deleted += await self.db.run_write(
-                store_doom.doom_links, link_batch, cutoff
+                store_doom.doom_links, link_batch, cutoff, self.removed
             )
             self._advance(len(link_batch))
         self._set("blobs", 0, len(found.blobs))
         for blob_batch in _batches(found.blobs, options.batch):
-            doomed = await self.db.run_write(store_doom.doom_blobs, blob_batch, run_id, cutoff)
+            doomed = await self.db.run_write(
+                store_doom.doom_blobs, blob_batch, run_id, cutoff, self.removed
+            )
             result.blobs_spared += len(blob_batch) - len(doomed)
             await self._delete_files(doomed, run_id)
             result.blobs_deleted += len(doomed)

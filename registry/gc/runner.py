@@ -19,6 +19,7 @@ from registry.durations import parse_duration
 from registry.errors import GCRunning, InvalidParameter
 from registry.gc import store_runs
 from registry.gc.collector import Collector, GCBusy, GCOptions, GCResult
+from registry.gc.store_doom import Removed
 from registry.gc.store_mark import KeepRoots
 from registry.meta.changes import ChangeHook
 from registry.meta.db import Database
@@ -111,6 +112,7 @@ class GCRunner:
         metrics: GCMetrics | None = None,
         roots: Sequence[KeepRoots] = (),
         clock: Clock = time.time,
+        removed: Sequence[Removed] = (),
         sleep: Sleep = asyncio.sleep,
         uniform: Uniform = random.uniform,
     ) -> None:
@@ -120,6 +122,7 @@ class GCRunner:
         self.hooks = hooks  # the store's live list: hooks added later count too
         self.metrics = metrics
         self.roots = tuple(roots)  # what features keep besides the tags (store_mark)
+        self.removed = tuple(removed)  # told what the sweep deletes (store_doom.Removed)
         self.clock = clock  # epoch seconds: compared with the runs' recorded times
         self.sleep = sleep
         self.uniform = uniform
@@ -127,7 +130,9 @@ class GCRunner:
 
     async def start(self, options: GCOptions, trigger: str) -> int:
         """Start a run in the background; its id. :class:`GCRunning` if one is going on."""
-        collector = Collector(self.db, self.driver, self.hooks, roots=self.roots)
+        collector = Collector(
+            self.db, self.driver, self.hooks, roots=self.roots, removed=self.removed
+        )
         try:
             run_id = await collector.start(options, trigger)
         except GCBusy as e:

@@ -14,6 +14,7 @@ from registry.config import Settings
 from registry.gc.api import GCAPI, PREFIX
 from registry.gc.guard import PushGuard
 from registry.gc.runner import GCMetrics, GCRunner
+from registry.gc.store_doom import Removed
 from registry.gc.store_mark import KeepRoots
 from registry.gc.store_pins import guard_change
 from registry.meta.db import Database
@@ -32,10 +33,12 @@ def start_gc(
     stack: AsyncExitStack,
     mount: Callable[[str, ASGIApp], None],
     roots: Sequence[KeepRoots] = (),
+    removed: Sequence[Removed] = (),
 ) -> GCRunner:
     """Always on: the change hook that pins what links and manifest pushes rely on, and
     the API; the schedule when ``gc.schedule`` is set. ``roots``: what features keep
-    though no tag reaches it (``store_mark.KeepRoots``), for every run and the usage."""
+    though no tag reaches it (``store_mark.KeepRoots``), for every run and the usage;
+    ``removed``: told in the sweep's transactions what it deleted (``store_doom.Removed``)."""
     services.meta.add_hook(guard_change)
     driver = services.uploads.uploads.driver
     runner = GCRunner(
@@ -45,6 +48,7 @@ def start_gc(
         services.meta.hooks,
         GCMetrics(metrics),
         roots=roots,
+        removed=removed,
     )
     mount(PREFIX, GCAPI(services.settings, services.meta.db, runner))
     stack.callback(runner.cancel)

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
+from typing import Protocol
 
 from sqlalchemy import Connection, and_, delete, func, insert, literal, select, update
 
@@ -24,6 +25,20 @@ from registry.meta.tables import (
     repository_blobs,
     tags,
 )
+
+
+class Removed(Protocol):
+    """A feature's callback (``Collector(removed=...)``), called inside the sweep's
+    deleting transaction with the digests whose links, manifests or blob rows it has
+    just deleted (another repository may still hold them): the quota feature's usage."""
+
+    def __call__(self, conn: Connection, digests: Sequence[str], /) -> None: ...
+
+
+def _removed(conn: Connection, removed: Sequence[Removed], digests: Sequence[str]) -> None:
+    if digests:
+        for callback in removed:
+            callback(conn, digests)
 
 
 def _pinned_since(conn: Connection, digests: Sequence[str], cutoff: float) -> set[str]:
@@ -57,6 +72,7 @@ def doom_manifests(
     pending: frozenset[int],
     cutoff: float,
     hooks: Sequence[ChangeHook] = (),
+    removed: Sequence[Removed] = (),
 ) -> tuple[list[DeletedManifest], list[int]]:
     """Delete the manifests of ``batch`` still unreachable; returns (deleted, spared ids).
 
@@ -161,10 +177,16 @@ def doom_manifests(
             )
             for hook in hooks:
                 hook(conn, change)
+        _removed(conn, removed, [d.digest for d in doomed])
     return doomed, spared
 
 
-def doom_links(conn: Connection, batch: Sequence[tuple[int, str]], cutoff: float) -> int:
+def doom_links(
+    conn: Connection,
+    batch: Sequence[tuple[int, str]],
+    cutoff: float,
+    removed: Sequence[Removed] = (),
+) -> int:
     """Delete the links of ``batch`` still unused in their repository; returns how many."""
     if not batch:
         return 0
@@ -173,6 +195,7 @@ def doom_links(conn: Connection, batch: Sequence[tuple[int, str]], cutoff: float
     pinned = _pinned_since(conn, digests, cutoff)
     cutoff_dt = to_datetime(cutoff)
     deleted = 0
+    gone: list[str] = []
     for repo_id, digest in batch:
         if digest in pinned:
             continue
@@ -193,12 +216,19 @@ def doom_links(conn: Connection, batch: Sequence[tuple[int, str]], cutoff: float
                 repository_blobs.c.created_at < cutoff_dt,
             )
         )
+        if result.rowcount:
+            gone.append(digest)
         deleted += result.rowcount
+    _removed(conn, removed, gone)
     return deleted
 
 
 def doom_blobs(
-    conn: Connection, batch: Sequence[tuple[str, int]], run_id: int, cutoff: float
+    conn: Connection,
+    batch: Sequence[tuple[str, int]],
+    run_id: int,
+    cutoff: float,
+    removed: Sequence[Removed] = (),
 ) -> list[tuple[str, int]]:
     """Delete the blob rows (and links) of ``batch`` still unreferenced; each one deleted
     gets a ``gc_doomed`` row in the same transaction. Returns the doomed (digest, size)."""
@@ -251,6 +281,7 @@ def doom_blobs(
             [{"digest": d, "run_id": run_id, "size": s, "doomed_at": now} for d, s in doomed],
         )
         _mark_collected(conn, gone, now)
+        _removed(conn, removed, gone)
     return doomed
 
 

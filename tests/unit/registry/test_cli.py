@@ -109,9 +109,13 @@ OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
     (["user", "enable", "dana"], {"name": "dana", "user_command": "enable"}),
     (["user", "delete", "dana"], {"name": "dana", "user_command": "delete"}),
     (["replicate", "nightly"], {"rule": "nightly"}),
+    (["quota", "set", "team", "10GiB"], {"project": "team", "size": 10 * 1024**3}),
+    (["quota", "set", "team", "none"], {"project": "team", "size": None}),
+    (["quota", "show", "team"], {"project": "team"}),
+    (["quota", "recount"], {"quota_command": "recount"}),
 ]
 CFG = "/etc/wharf/config.yml"
-GROUPS = {"events", "search", "robot", "policy", "user"}  # commands with subcommands
+GROUPS = {"events", "search", "robot", "policy", "user", "quota"}  # commands with subcommands
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -1,0 +1,35 @@
+"""Starting the quota feature: the accounting hook, GC's removal callback and the API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp
+
+from registry.api.context import Services
+from registry.quotas.api import PREFIX, QuotaAPI
+from registry.quotas.hook import QuotaAccounting, QuotaMetrics, Record, gc_removed, outbox_notify
+
+__all__ = ["gc_removed", "start_quotas"]
+from registry.quotas.names import DEFAULT_PROJECT
+from registry.quotas.service import QuotaService
+
+
+def start_quotas(
+    services: Services,
+    metrics: CollectorRegistry,
+    mount: Callable[[str, ASGIApp], None],
+    record: Record | None = None,
+    default_project: str = DEFAULT_PROJECT,
+) -> QuotaService:
+    """Count usage and enforce quotas in every push and delete transaction; serve
+    ``/api/projects/NAME/quota|usage`` (mounted at ``/api/projects`` until the projects
+    API takes these paths over). ``record``: the events feature's outbox writer, for the
+    80 % and 100 % events (None without event endpoints)."""
+    notify = [outbox_notify(record)] if record is not None else []
+    hook = QuotaAccounting(default_project, QuotaMetrics(metrics), notify)
+    services.meta.add_hook(hook)
+    service = QuotaService(services.meta.db, default_project)
+    mount(PREFIX, QuotaAPI(service))
+    return service
