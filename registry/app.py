@@ -29,6 +29,7 @@ from registry.metrics import Metrics
 from registry.middleware.auth import DISTRIBUTION, METRICS, MOUNTED, AuthMiddleware
 from registry.middleware.errors import ErrorMiddleware
 from registry.middleware.observe import ObserveMiddleware
+from registry.projects.setup import build_directory, start_projects
 from registry.search.setup import facts_reader, start_search
 from registry.service.blobs import BlobService
 from registry.service.facts import FactsReader, no_facts
@@ -96,8 +97,10 @@ class Wharf:
         # Wharf's own API and pages (events, GC, search, replication, accounts, UI):
         # (path prefix, ASGI app), mounted by startup() once the services exist.
         self._mounts: list[tuple[str, ASGIApp]] = []
+        # projects (#15): the roles' directory, empty until startup fills it
+        self.projects = build_directory(settings.projects)
         # auth (issue #4): files are read here, so a bad htpasswd or key stops `serve`
-        self._auth = build_auth(settings.auth)
+        self._auth = build_auth(settings.auth, roles=self.projects)
         self._token: TokenEndpoint | None = (
             build_token_endpoint(settings.auth, self._auth) if self._auth else None
         )
@@ -133,6 +136,9 @@ class Wharf:
             )
             task = asyncio.create_task(purger.run_forever(), name="upload-purge")
             self._stack.callback(task.cancel)
+        await start_projects(  # projects (#15): before any request is served
+            self.services, self.projects, self.settings.projects, self._stack, self.mount
+        )
         self._start_features()
         log.info(
             "wharf ready: storage=%s database=%s",

@@ -29,6 +29,7 @@ from registry.meta.migrate import (
     upgrade,
 )
 from registry.metrics import MULTIPROC_ENV
+from registry.projects.cli import add_commands as project_commands
 from registry.search.cli import add_commands as search_commands
 from replicator.cli import add_commands as replicator_commands
 from replicator.mirror_store import MirrorRoots
@@ -165,14 +166,24 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     from registry.accounts.setup import build_policy
+    from registry.projects.cli import load_directory
+    from registry.projects.setup import build_directory
 
     settings = settings_or_exit(args.config)
-    policy = build_policy(settings.auth.policy)
+    directory = build_directory(settings.projects)  # the projects' roles, from the database
+    try:
+        load_directory(settings.database_url, directory)
+        roles, note = directory, None
+    except Exception as e:
+        roles, note = None, f"projects not read ({type(e).__name__}): the config's rules only"
+    policy = build_policy(settings.auth.policy, roles)
     who = None if args.user in ("-", "anonymous") else policy.identity(args.user)
     decision = policy.explain(who, args.repository)
     actions = ",".join(sorted(decision.expanded)) or "nothing"
     print(f"{args.user} on {args.repository}: {actions}")
     print(f"  because {decision.reason}")
+    if note is not None:
+        print(f"  ({note})")
     if who is not None and who.groups:
         print(f"  groups: {', '.join(sorted(who.groups))}")
     return 0
@@ -211,6 +222,7 @@ def parser() -> argparse.ArgumentParser:
     search_commands(sub)  # wharf search reindex (#8)
     robot_commands(sub)  # wharf robot create|list|revoke (#4)
     gc_commands(sub, [MirrorRoots()])  # wharf gc (#7), keeping the mirror's cache (#6)
+    project_commands(sub)  # wharf project (#15)
     events_commands(sub)  # wharf events status|dead|requeue (#5)
     return p
 

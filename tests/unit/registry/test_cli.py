@@ -95,6 +95,7 @@ POSITIONAL_OK: list[tuple[list[str], dict[str, object]]] = [
     (["events", "dead", "--limit", "5"], {"events_command": "dead", "limit": 5}),
     (["search", "reindex"], {"search_command": "reindex"}),
     (["robot", "list"], {"robot_command": "list"}),
+    (["project", "list"], {"project_command": "list"}),
 ]
 # commands with positional arguments of their own: -c/--config only
 OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
@@ -103,9 +104,17 @@ OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
     (["robot", "create", "ci", "--group", "g"], {"name": "ci", "group": ["g"]}),
     (["robot", "revoke", "robot$ci"], {"name": "robot$ci"}),
     (["replicate", "nightly"], {"rule": "nightly"}),
+    (["project", "create", "team", "--public"], {"name": "team", "public": True}),
+    (["project", "show", "team"], {"name": "team"}),
+    (["project", "update", "team", "--public", "false"], {"name": "team", "public": False}),
+    (["project", "delete", "team"], {"name": "team"}),
+    (["project", "member", "add", "team", "devs", "developer", "--group"], {"group": True}),
+    (["project", "member", "remove", "team", "olga"], {"project": "team", "name": "olga"}),
+    (["project", "member", "list", "team"], {"project": "team"}),
 ]
 CFG = "/etc/wharf/config.yml"
-GROUPS = {"events", "search", "robot", "policy"}  # commands with subcommands
+GROUPS = {"events", "search", "robot", "policy", "project"}  # commands with subcommands
+SUBGROUPS = {("project", "member")}  # subcommands with subcommands
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -121,9 +130,13 @@ def leaf_commands(p: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Ite
             yield from leaf_commands(child, (*path, name))
 
 
+def _command(argv: list[str]) -> tuple[str, ...]:
+    depth = 1 + (argv[0] in GROUPS) + (tuple(argv[:2]) in SUBGROUPS)
+    return tuple(argv[:depth])
+
+
 def test_every_command_takes_c_and_config() -> None:
-    covered = {tuple(argv[: 2 if argv[0] in GROUPS else 1]) for argv, _ in POSITIONAL_OK}
-    covered |= {tuple(argv[: 2 if argv[0] in GROUPS else 1]) for argv, _ in OPTION_ONLY}
+    covered = {_command(argv) for argv, _ in POSITIONAL_OK + OPTION_ONLY}
     for path, command in leaf_commands(cli.parser()):
         if path == ("auth", "keygen"):  # writes a key pair; reads no configuration
             continue
@@ -136,7 +149,7 @@ def test_every_command_takes_c_and_config() -> None:
 @pytest.mark.parametrize("form", ["-c", "--config", "--config=", "first"])
 def test_config_option(argv: list[str], rest: dict[str, object], form: str) -> None:
     if form == "first":  # the option before the command's own arguments
-        split = 2 if argv[0] in GROUPS else 1
+        split = len(_command(argv))
         args = parse([*argv[:split], "--config", CFG, *argv[split:]])
     elif form == "--config=":
         args = parse([*argv, f"--config={CFG}"])
