@@ -31,7 +31,7 @@ from auth.policy import Identity, Policy
 from auth.scopes import ResourceScope
 from auth.throttle import TooManyAttempts
 from auth.tokens import InvalidToken, TokenVerifier
-from registry.errors import Denied, TooManyRequests, Unauthorized
+from registry.errors import Denied, NameUnknown, RegistryError, TooManyRequests, Unauthorized
 from registry.request_context import current_request
 
 log = logging.getLogger("wharf.auth")
@@ -153,17 +153,20 @@ def caller_for(policy: Policy, who: Identity | None) -> Caller:
     return Caller(name, may, full, sees, policy.is_admin(who), who)
 
 
-def missing_project_message(policy: Policy | None, s: ResourceScope) -> str | None:
-    """The refusal of a push into a repository whose project does not exist (it says
-    which), or None for any other refusal."""
-    if policy is None or sc.PUSH not in s.actions:
-        return None
-    missing = policy.missing_project(s.name)
+def missing_project_refusal(policy: Policy | None, s: ResourceScope) -> RegistryError | None:
+    """The refusal of a request into a repository whose project does not exist, saying
+    which: ``DENIED`` for a push, ``NAME_UNKNOWN`` (404: nothing is there) for a read, so
+    that a client checking for blobs before a push goes on to the push's clear refusal.
+    None for any other refusal."""
+    missing = policy.missing_project(s.name) if policy is not None else None
     if missing is None:
         return None
-    return (
+    if sc.PUSH not in s.actions and sc.DELETE not in s.actions:
+        return NameUnknown(f"project {missing} does not exist", detail={"name": s.name})
+    return Denied(
         f"project {missing} does not exist: ask an administrator to create it "
-        f"(a push creates a missing project only where self-service or a rule allows it)"
+        f"(a push creates a missing project only where self-service or a rule allows it)",
+        detail=[s.claim()],
     )
 
 
@@ -191,7 +194,7 @@ class BasicGate:
                 detail = [s.claim()]
                 if who is None:
                     raise Unauthorized(detail=detail, headers=self.challenge)
-                raise Denied(missing_project_message(self.policy, s), detail=detail)
+                raise missing_project_refusal(self.policy, s) or Denied(detail=detail)
         return caller_for(self.policy, who)
 
 
@@ -242,17 +245,17 @@ class TokenGate:
             return self.logins.identity(subject)
         return self.policy.identity(subject)
 
-    async def _missing_project(self, subject: str, s: ResourceScope) -> str | None:
-        """A push refused because its project does not exist, to a caller whom the
-        built-in token service would not give push there either."""
+    async def _missing_project(self, subject: str, s: ResourceScope) -> RegistryError | None:
+        """A request refused because its project does not exist, to a caller whom the
+        built-in token service would not give more there either."""
         if self.policy is None or not subject:
             return None
         await self.policy.settle([s.name])
-        message = missing_project_message(self.policy, s)
-        if message is None:
+        refusal = missing_project_refusal(self.policy, s)
+        if refusal is None:
             return None
         may = self.policy.allowed(self._identity(subject), s.name)
-        return None if sc.PUSH in may else message
+        return None if s.actions <= may else refusal
 
     async def admit(self, scope: Scope, label: str, needed: list[ResourceScope]) -> Caller:
         asked = [sc.catalog()] if label == "catalog" else needed
@@ -271,9 +274,9 @@ class TokenGate:
             ) from None
         for s in needed:
             if not token.access.allows_all(s):
-                message = await self._missing_project(token.subject, s)
-                if message is not None:  # a new token would not give more
-                    raise Denied(message, detail=[s.claim()])
+                refusal = await self._missing_project(token.subject, s)
+                if refusal is not None:  # a new token would not give more
+                    raise refusal
                 raise Unauthorized(
                     "insufficient scope",
                     detail=[s.claim()],

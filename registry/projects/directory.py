@@ -22,6 +22,7 @@ from registry.projects.roles import RANK, REPOSITORY_ACTIONS
 NOTHING: frozenset[str] = frozenset()
 PULL_ONLY = frozenset({PULL})
 SELF_SERVICE = frozenset({PULL, PUSH})
+MAX_CONFIRMED = 10_000  # names confirmed missing kept at once (probes of made-up names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,9 @@ class ProjectDirectory:
         self._projects: dict[str, Entry] = {}
         self._refresh: Callable[[], Awaitable[object]] | None = None
         self._settling: asyncio.Future[object] | None = None
+        # projects found missing by settle() at the current revision: only these give
+        # self-service rights (a name this copy merely lacks may be stale)
+        self._confirmed: set[str] = set()
 
     def keep_current(self, refresh: Callable[[], Awaitable[object]]) -> None:
         """How :meth:`settle` reloads (the setup's loader, once the database is open)."""
@@ -79,6 +83,7 @@ class ProjectDirectory:
         """Take a snapshot read from the database (one assignment: readers see the old
         copy or the new one, never a mix)."""
         self._projects = {p.name: Entry.of(p) for p in projects}
+        self._confirmed -= self._projects.keys()
         self.revision = revision
 
     def get(self, name: str) -> Entry | None:
@@ -97,11 +102,13 @@ class ProjectDirectory:
         return found[0] if found is not None else None
 
     def explain(self, who: Identity | None, repository: str) -> Decision:
-        """What ``who`` may do on ``repository`` through its project, and why."""
+        """What ``who`` may do on ``repository`` through its project, and why. A missing
+        project gives self-service rights only once :meth:`settle` confirmed it missing."""
         name = self.project_of(repository)
         entry = self._projects.get(name)
         if entry is None:
-            if self.selfservice and who is not None:
+            confirmed = self._refresh is None or name in self._confirmed  # None: a fixed copy
+            if self.selfservice and who is not None and confirmed:
                 reason = (
                     f"project {name} does not exist: with projects.selfservice a push creates it"
                 )
@@ -127,8 +134,13 @@ class ProjectDirectory:
         reload: read the revision (reloading if it moved) before a decision relies on
         "missing" (self-service push, the refusal's message). Callers at the same time
         share one read; a project the copy has costs nothing."""
-        if self._refresh is None or self.project_of(repository) in self._projects:
+        name = self.project_of(repository)
+        if self._refresh is None or name in self._projects:
             return
         if self._settling is None or self._settling.done():
             self._settling = asyncio.ensure_future(self._refresh())
         await asyncio.shield(self._settling)
+        if name not in self._projects:
+            if len(self._confirmed) >= MAX_CONFIRMED:
+                self._confirmed.clear()
+            self._confirmed.add(name)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.oci import push_blob, push_image
+from tests.support.postgres import PostgresCluster
 from tests.support.projects import (
     ROLES,
     USERS,
@@ -102,6 +103,14 @@ def test_missing_project_is_refused_by_name(basic: WharfServer) -> None:
         r = eve.post("/v2/nowhere/app/blobs/uploads/")
         assert r.status_code == 403 and error(r)["code"] == "DENIED"
         assert "project nowhere does not exist" in error(r)["message"]
+        # a read there finds nothing (a client checking blobs goes on to the refusal)
+        r = eve.head("/v2/nowhere/app/blobs/sha256:" + "0" * 64)
+        assert r.status_code == 404
+        r = eve.get("/v2/nowhere/app/manifests/v1")
+        assert r.status_code == 404 and error(r)["code"] == "NAME_UNKNOWN"
+        assert error(r)["message"] == "project nowhere does not exist"
+    with as_user(basic, None) as anon:  # anonymous callers are asked to log in
+        assert anon.post("/v2/nowhere/app/blobs/uploads/").status_code == 401
     with as_user(basic, "admin") as admin:
         assert admin.get("/api/projects/nowhere").status_code == 404
 
@@ -373,3 +382,36 @@ def test_cli_changes_reach_a_running_server(tmp_path: Path) -> None:
         assert last.returncode == 1 and "last owner" in last.stderr
     finally:
         server.stop()
+
+
+def test_on_postgres_two_nodes(postgres: PostgresCluster, tmp_path: Path) -> None:
+    """The store's SQL on PostgreSQL: create, members, the last owner, a project made by
+    a push, a refused delete; a second node sees the member change within refresh."""
+    shared = {
+        "database": {"url": postgres.create_database()},
+        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "data")}},
+    }
+    a = WharfServer(tmp_path / "a", _merge(basic_config(tmp_path, refresh="1s"), shared)).start()
+    b = WharfServer(tmp_path / "b", _merge(basic_config(tmp_path, refresh="1s"), shared)).start()
+    try:
+        with as_user(a, "ci") as ci:
+            push_image(ci, "ci-pg/app", "v1", [b"pg layer"])
+        with as_user(a, "ci") as ci:
+            r = ci.delete("/api/projects/ci-pg/members/user/ci")
+            assert r.status_code == 409 and error(r)["code"] == "LAST_OWNER"
+            r = ci.put("/api/projects/ci-pg/members/group/devs", json={"role": "guest"})
+            assert r.status_code == 201
+            r = ci.delete("/api/projects/ci-pg")
+            assert r.status_code == 409 and error(r)["code"] == "PROJECT_NOT_EMPTY"
+        with as_user(a, "admin") as admin:
+            assert admin.post("/api/projects", json={"name": "ci-pg"}).status_code == 409
+            names = [p["name"] for p in admin.get("/api/projects").json()["projects"]]
+            assert names == ["ci-pg", "library"]
+        changed = time.monotonic()
+        with as_user(b, "gus") as gus:  # group devs, on the other node
+            while gus.get("/v2/ci-pg/app/manifests/v1").status_code != 200:
+                assert time.monotonic() - changed < 2.5, "not seen within refresh"
+                time.sleep(0.05)
+    finally:
+        b.stop()
+        a.stop()

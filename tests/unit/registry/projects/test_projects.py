@@ -289,11 +289,15 @@ async def test_settle_rereads_before_trusting_a_missing_project(db: Database) ->
         here.keep_current(loader.refresh)
         policy = Policy(roles=here)
         eve = Identity("eve")
+        # a project this copy lacks gives nothing until confirmed missing
+        assert policy.allowed(eve, "alices/app") == frozenset()
+        await policy.settle(["alices/app"])
         assert policy.allowed(eve, "alices/app") == {"pull", "push"}  # missing: self-service
-        # another worker: alice creates the project
+        # another worker: alice creates the project; this copy has not reloaded yet
         await Projects(db, "library").create({"name": "alices"}, "alice", "alice")
-        assert policy.allowed(eve, "alices/app") == {"pull", "push"}  # this copy is stale
-        await policy.settle(["alices/app", "library-less"])
+        assert here.missing_project("alices/app") == "alices"
+        await policy.settle(["alices/app", "nginx"])
+        assert here.missing_project("alices/app") is None
         assert policy.allowed(eve, "alices/app") == frozenset()
         assert policy.allowed(Identity("alice"), "alices/app") == {"pull", "push", "delete"}
     finally:
