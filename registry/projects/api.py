@@ -8,7 +8,8 @@
 - ``GET /api/projects/NAME``: the project with its members (members, public projects,
   administrators); ``PATCH`` ``{"public", "description"}`` (owners, administrators);
   ``DELETE`` (owners, administrators; refused with ``PROJECT_NOT_EMPTY`` while
-  repositories in it hold manifests; ``?force=true`` is not supported yet);
+  repositories in it hold manifests, unless ``?force=true``: their manifests are deleted
+  first, through the core service);
 - ``GET /api/projects/NAME/members``; ``POST`` ``{"kind", "name", "role"}``;
   ``PUT /api/projects/NAME/members/KIND/MEMBER`` ``{"role"}``; ``DELETE`` the same path
   (owners, administrators; the last owner cannot be removed or demoted).
@@ -190,20 +191,16 @@ class ProjectsAPI:
             return json_response(changed.as_json(members=True))
         if method == "DELETE":
             await self._managed(asker, name)
-            if request.query_params.get("force", "").lower() in ("1", "true", "yes"):
-                raise ProjectInvalid(
-                    "force is not supported yet: delete the project's manifests first",
-                    detail={"force": "not supported yet"},
-                )
+            force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
             try:
-                if not await self.projects.delete(name):
+                if not await self.projects.delete(name, force):
                     raise ProjectUnknown(detail={"name": name[:100]})
             except Problems as e:
                 raise _invalid(e) from None
             except ProjectNotEmpty as e:
                 raise ProjectNotEmptyError(
                     f"project {name} holds {e.repositories} repositories: delete their "
-                    "manifests first",
+                    "manifests first, or delete with ?force=true",
                     detail={"name": name[:100], "repositories": e.repositories},
                 ) from None
             log.info("project %s deleted by %s", name, asker.name)

@@ -3,9 +3,11 @@ input, one transaction each, and the local directory reloaded after every change
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from registry.errors import ManifestUnknown as ManifestGone
 from registry.meta.db import Database
 from registry.projects import store
 from registry.projects.errors import ProjectNameInvalid
@@ -18,6 +20,8 @@ CREATE_FIELDS = frozenset({"name", "public", "description"})
 UPDATE_FIELDS = frozenset({"public", "description"})
 
 Reload = Callable[[], Awaitable[None]]
+# the core's manifest delete (ManifestService.delete: hooks, events, GC as any delete)
+DeleteManifest = Callable[[str, str], Awaitable[None]]
 
 
 async def _nothing() -> None:
@@ -57,10 +61,17 @@ def check_member_name(name: object) -> str:
 class Projects:
     """Projects and members in the database; ``reload`` refreshes this worker's copy."""
 
-    def __init__(self, db: Database, default: str, reload: Reload = _nothing) -> None:
+    def __init__(
+        self,
+        db: Database,
+        default: str,
+        reload: Reload = _nothing,
+        delete_manifest: DeleteManifest | None = None,
+    ) -> None:
         self.db = db
         self.default = default
         self.reload = reload
+        self.delete_manifest = delete_manifest
 
     async def create(
         self, data: dict[str, Any], owner: str | None, created_by: str | None
@@ -99,16 +110,30 @@ class Projects:
         await self.reload()
         return found
 
-    async def delete(self, name: str) -> bool:
+    async def delete(self, name: str, force: bool = False) -> bool:
         """Delete an empty project; raises ``ProjectNotEmpty``, :class:`Problems` for the
-        default project."""
+        default project. With ``force``, first delete every manifest in it through the
+        core service (each delete its own transaction, as a client's; a push landing
+        meanwhile makes the project's delete refused again)."""
         if name == self.default:
             raise Problems(
                 {"name": f"{name} is the default project (projects.default): it cannot be deleted"}
             )
+        if force:
+            await self._delete_manifests(name)
         done = await self.db.run_write(store.delete_project, name, self.default)
         await self.reload()
         return done
+
+    async def _delete_manifests(self, name: str) -> None:
+        if self.delete_manifest is None:
+            raise Problems({"force": "not available here: use the API of a running server"})
+        if await self.get(name) is None:
+            return
+        found = await self.db.run_read(store.manifests_in, name, self.default)
+        for repository, digest in found:  # newest first: an index before its children
+            with contextlib.suppress(ManifestGone):
+                await self.delete_manifest(repository, digest)
 
     async def get(self, name: str) -> Project | None:
         return await self.db.run_read(store.get_project, name)

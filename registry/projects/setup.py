@@ -104,6 +104,6 @@ async def start_projects(
 
     stack.callback(lambda: [task.cancel() for task in list(tasks)])
     services.meta.add_hook(CreateOnPush(directory, created))
-    projects = Projects(db, settings.default, loader.load)
+    projects = Projects(db, settings.default, loader.load, services.manifests.delete)
     mount(PREFIX, ProjectsAPI(projects, settings.selfservice))
     return projects

@@ -206,12 +206,28 @@ def update_project(
     return get_project(conn, name)
 
 
-def repositories_in(conn: Connection, name: str, default: str) -> int:
-    """How many repositories of project ``name`` hold a manifest (``default``: the
-    project of names without a slash)."""
+def _inside(name: str, default: str) -> Any:
     inside = repositories.c.name.startswith(f"{name}/", autoescape=True)
     if name == default:
         inside = or_(inside, ~repositories.c.name.contains("/"))
+    return inside
+
+
+def manifests_in(conn: Connection, name: str, default: str) -> list[tuple[str, str]]:
+    """(repository, digest) of every manifest in project ``name``."""
+    query = (
+        select(repositories.c.name, manifests.c.digest)
+        .join(manifests, manifests.c.repository_id == repositories.c.id)
+        .where(_inside(name, default))
+        .order_by(repositories.c.name, manifests.c.id.desc())
+    )
+    return [(r.name, r.digest) for r in conn.execute(query).all()]
+
+
+def repositories_in(conn: Connection, name: str, default: str) -> int:
+    """How many repositories of project ``name`` hold a manifest (``default``: the
+    project of names without a slash)."""
+    inside = _inside(name, default)
     held = exists().where(manifests.c.repository_id == repositories.c.id)
     count = conn.execute(select(func.count()).select_from(repositories).where(inside, held))
     return int(count.scalar() or 0)

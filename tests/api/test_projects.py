@@ -212,6 +212,25 @@ def test_create_update_delete(basic: WharfServer) -> None:
         assert r.status_code == 400 and "default project" in error(r)["message"]
 
 
+def test_forced_delete_deletes_the_manifests_first(basic: WharfServer) -> None:
+    with as_user(basic, "admin") as admin:
+        assert admin.post("/api/projects", json={"name": "doomed"}).status_code == 201
+        r = admin.put("/api/projects/doomed/members/user/dave", json={"role": "owner"})
+        assert r.status_code == 201
+    with as_user(basic, "dave") as dave:  # an owner
+        push_image(dave, "doomed/a", "v1", [b"doomed a"])
+        push_image(dave, "doomed/a", "v2", [b"doomed a2"])
+        push_image(dave, "doomed/b/c", "v1", [b"doomed c"])
+        assert dave.delete("/api/projects/doomed").status_code == 409
+        assert dave.delete("/api/projects/doomed", params={"force": "true"}).status_code == 204
+        assert dave.get("/api/projects/doomed").status_code == 404
+        assert dave.get("/v2/doomed/a/manifests/v1").status_code == 404  # no project
+    with as_user(basic, "admin") as admin:
+        assert admin.get("/v2/doomed/a/manifests/v1").status_code == 404
+        assert admin.get("/v2/doomed/b/c/manifests/v1").status_code == 404
+        assert admin.get("/v2/team/app/manifests/v1").status_code == 200  # others kept
+
+
 def test_listing_pages_and_visibility(basic: WharfServer) -> None:
     with as_user(basic, "admin") as admin:
         names = [p["name"] for p in admin.get("/api/projects").json()["projects"]]
