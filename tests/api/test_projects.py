@@ -5,6 +5,7 @@ change seen by another process within ``projects.refresh``."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -434,3 +435,21 @@ def test_on_postgres_two_nodes(postgres: PostgresCluster, tmp_path: Path) -> Non
     finally:
         b.stop()
         a.stop()
+
+
+def test_ui_pages_show_what_roles_allow(basic: WharfServer) -> None:
+    def page(user: str | None) -> str:
+        with basic.client() as c:
+            if user is not None:
+                html = c.get("/ui/login").text
+                token = re.search(r'name="csrf" value="([^"]+)"', html)
+                assert token is not None
+                form = {"csrf": token.group(1), "username": user, "password": USERS[user]}
+                assert c.post("/ui/login", data=form).status_code == 303
+            text: str = c.get("/ui/").text
+            return text
+
+    team, pub = "?name=team/app&amp;", "?name=pub/base&amp;"  # the links to them
+    assert team in page("gina") and pub in page("gina")
+    assert team not in page("eve") and pub in page("eve")
+    assert team not in page(None) and pub in page(None)
