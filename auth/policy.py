@@ -13,6 +13,10 @@ actions are the whole answer (a specific rule with fewer actions narrows a broad
 Rules tied on both count together (their actions are added). Administrators may do
 everything, everywhere, including ``registry:catalog:*``. :meth:`Policy.explain` says
 which rule decided and why.
+
+A policy may also be given a :class:`RoleSource` (the projects' roles and public
+projects, answered from memory): the actions it gives are **added** to those of the
+rules. A rule never takes away what a role gives.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import fnmatch
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from auth.scopes import ALL, REPOSITORY_ACTIONS
 
@@ -139,6 +144,25 @@ class Decision:
         return REPOSITORY_ACTIONS if ALL in self.actions else self.actions
 
 
+class RoleSource(Protocol):
+    """What callers may do through roles (projects): answered from memory, never from
+    a database read per request."""
+
+    def explain(self, who: Identity | None, repository: str) -> Decision | None:
+        """The actions ``who`` has on ``repository`` through roles and why (empty
+        actions with a reason for "nothing"); None when roles say nothing there."""
+        ...
+
+    def missing_project(self, repository: str) -> str | None:
+        """The name of ``repository``'s project if that project does not exist."""
+        ...
+
+    async def settle(self, repository: str) -> None:
+        """Before deciding on a repository whose project the memory lacks: make sure it
+        is missing (one small read; the copy reloads if another worker changed it)."""
+        ...
+
+
 @dataclass
 class Policy:
     """Rules, administrators, catalog readers and (static) group membership."""
@@ -150,6 +174,8 @@ class Policy:
     # With no rules at all, every authenticated user may do everything (as the reference
     # registry's htpasswd mode); set False to deny everything instead.
     open_to_authenticated: bool = False
+    # the projects' roles (added to what the rules give); None: rules only
+    roles: RoleSource | None = None
 
     def identity(self, name: str, extra_groups: Iterable[str] = ()) -> Identity:
         """The identity of user ``name``: its configured groups plus ``extra_groups``."""
@@ -166,7 +192,29 @@ class Policy:
         return who is not None and self.open_to_authenticated
 
     def explain(self, who: Identity | None, repository: str) -> Decision:
-        """The actions ``who`` (None: anonymous) has on ``repository``, and the reason."""
+        """The actions ``who`` (None: anonymous) has on ``repository``, and the reason:
+        an administrator's everything, else the rules' actions plus the roles'."""
+        decision = self._explain_rules(who, repository)
+        if self.roles is None or ALL in decision.actions:
+            return decision
+        role = self.roles.explain(who, repository)
+        if role is None:
+            return decision
+        actions = decision.actions | role.actions
+        return Decision(actions, f"{decision.reason}; {role.reason}", decision.rules)
+
+    def missing_project(self, repository: str) -> str | None:
+        """The project of ``repository`` if the roles know it does not exist."""
+        return self.roles.missing_project(repository) if self.roles is not None else None
+
+    async def settle(self, repositories: Iterable[str]) -> None:
+        """Bring the roles up to date for ``repositories`` whose project the memory
+        lacks (a project just made elsewhere must not pass for a missing one)."""
+        if self.roles is not None:
+            for repository in repositories:
+                await self.roles.settle(repository)
+
+    def _explain_rules(self, who: Identity | None, repository: str) -> Decision:
         if self.is_admin(who):
             assert who is not None
             return Decision(frozenset({ALL}), f"{who.name} is an administrator")

@@ -29,6 +29,7 @@ from registry.metrics import Metrics
 from registry.middleware.auth import DISTRIBUTION, METRICS, MOUNTED, AuthMiddleware
 from registry.middleware.errors import ErrorMiddleware
 from registry.middleware.observe import ObserveMiddleware
+from registry.projects.setup import build_directory, start_projects
 from registry.quotas.setup import gc_removed, start_quotas
 from registry.search.setup import facts_reader, start_search
 from registry.service.blobs import BlobService
@@ -96,9 +97,13 @@ class Wharf:
         self._stack = AsyncExitStack()
         # Wharf's own API and pages (events, GC, search, replication, accounts, UI):
         # (path prefix, ASGI app), mounted by startup() once the services exist.
-        self._mounts: list[tuple[str, ASGIApp]] = []
+        # A mount narrowed to some paths under its prefix comes first (/api/projects/NAME/quota
+        # is the quota feature's, the rest of /api/projects the projects feature's).
+        self._mounts: list[tuple[str, ASGIApp, Callable[[str], bool] | None]] = []
+        # projects (#15): the roles' directory, empty until startup fills it
+        self.projects = build_directory(settings.projects)
         # auth (issue #4): files are read here, so a bad htpasswd or key stops `serve`
-        self._auth = build_auth(settings.auth)
+        self._auth = build_auth(settings.auth, roles=self.projects)
         self._token: TokenEndpoint | None = (
             build_token_endpoint(settings.auth, self._auth) if self._auth else None
         )
@@ -134,6 +139,9 @@ class Wharf:
             )
             task = asyncio.create_task(purger.run_forever(), name="upload-purge")
             self._stack.callback(task.cancel)
+        await start_projects(  # projects (#15): before any request is served
+            self.services, self.projects, self.settings.projects, self._stack, self.mount
+        )
         self._start_features()
         log.info(
             "wharf ready: storage=%s database=%s",
@@ -141,9 +149,15 @@ class Wharf:
             self.settings.database_url.split("://")[0],
         )
 
-    def mount(self, prefix: str, app: ASGIApp) -> None:
-        """Serve every path under ``prefix`` (``/api/gc``) with ``app``."""
-        self._mounts.append((prefix.rstrip("/"), app))
+    def mount(self, prefix: str, app: ASGIApp, paths: Callable[[str], bool] | None = None) -> None:
+        """Serve every path under ``prefix`` (``/api/gc``) with ``app``; with ``paths``,
+        only those of them for which it is true (before any mount without ``paths``)."""
+        entry = (prefix.rstrip("/"), app, paths)
+        if paths is None:
+            self._mounts.append(entry)
+        else:
+            narrowed = sum(1 for _, _, p in self._mounts if p is not None)
+            self._mounts.insert(narrowed, entry)
 
     def _start_features(self) -> None:
         """Mount the feature APIs and start their background tasks (each feature adds
@@ -155,7 +169,8 @@ class Wharf:
             self._stack,
             self.mount,
             [MirrorRoots()],
-            removed=[gc_removed().removed],  # usage per project goes down with it (#15)
+            # usage per project goes down with what it deletes (#15)
+            removed=[gc_removed(self.settings.projects.default).removed],
         )
         if self._auth is not None:  # robot accounts, LDAP group refresh, login metrics (#4)
             start_auth(self._auth, self.services, self.metrics, self._stack, self.mount)
@@ -163,7 +178,13 @@ class Wharf:
         start_ui(self.services, search, self.mount, self._auth)  # web UI (#8)
         outbox = start_events(self.services, self.metrics.registry, self._stack, self.mount)
         quota_events = outbox.record if outbox is not None else None  # events (#5) ^
-        start_quotas(self.services, self.metrics.registry, self.mount, quota_events)  # (#15)
+        start_quotas(  # quotas (#15)
+            self.services,
+            self.metrics.registry,
+            self.mount,
+            quota_events,
+            default_project=self.settings.projects.default,
+        )
         replication = start_replication(self.services, self.metrics, self.mount)  # (#6)
         if replication is not None:
             self._stack.callback(replication.cancel)
@@ -234,8 +255,8 @@ class Wharf:
             raise NotFound(detail={"path": path[:300]})
 
     def _mounted(self, path: str) -> ASGIApp | None:
-        for prefix, app in self._mounts:
-            if path == prefix or path.startswith(prefix + "/"):
+        for prefix, app, paths in self._mounts:
+            if (path == prefix or path.startswith(prefix + "/")) and (paths is None or paths(path)):
                 return app
         return None
 

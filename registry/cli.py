@@ -30,6 +30,7 @@ from registry.meta.migrate import (
     upgrade,
 )
 from registry.metrics import MULTIPROC_ENV
+from registry.projects.cli import add_commands as project_commands
 from registry.quotas.cli import add_commands as quota_commands
 from registry.quotas.hook import gc_removed
 from registry.search.cli import add_commands as search_commands
@@ -168,14 +169,24 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     from registry.accounts.setup import build_policy
+    from registry.projects.cli import load_directory
+    from registry.projects.setup import build_directory
 
     settings = settings_or_exit(args.config)
-    policy = build_policy(settings.auth.policy)
+    directory = build_directory(settings.projects)  # the projects' roles, from the database
+    try:
+        load_directory(settings.database_url, directory)
+        roles, note = directory, None
+    except Exception as e:
+        roles, note = None, f"projects not read ({type(e).__name__}): the config's rules only"
+    policy = build_policy(settings.auth.policy, roles)
     who = None if args.user in ("-", "anonymous") else policy.identity(args.user)
     decision = policy.explain(who, args.repository)
     actions = ",".join(sorted(decision.expanded)) or "nothing"
     print(f"{args.user} on {args.repository}: {actions}")
     print(f"  because {decision.reason}")
+    if note is not None:
+        print(f"  ({note})")
     if who is not None and who.groups:
         print(f"  groups: {', '.join(sorted(who.groups))}")
     return 0
@@ -215,7 +226,8 @@ def parser() -> argparse.ArgumentParser:
     robot_commands(sub)  # wharf robot create|list|revoke (#4)
     user_commands(sub)  # wharf user create|list|disable|enable|delete|passwd (#15)
     # wharf gc (#7), keeping the mirror's cache (#6), usage per project going down (#15)
-    gc_commands(sub, [MirrorRoots()], [gc_removed().removed])
+    gc_commands(sub, [MirrorRoots()], lambda s: [gc_removed(s.projects.default).removed])
+    project_commands(sub)  # wharf project (#15)
     quota_commands(sub)  # wharf quota set|show|recount (#15)
     events_commands(sub)  # wharf events status|dead|requeue (#5)
     return p

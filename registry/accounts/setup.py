@@ -19,7 +19,7 @@ from auth.keys import KeyFileError, load_certificates, load_jwks
 from auth.ldap import LdapDirectory, LdapOptions
 from auth.ldap_cache import LdapAuthenticator
 from auth.logins import Login, LoginObserver, Logins, RobotCheck
-from auth.policy import Identity, Policy, Rule, Subjects
+from auth.policy import Identity, Policy, RoleSource, Rule, Subjects
 from auth.throttle import LoginThrottle
 from auth.tokens import TokenVerifier
 from registry.accounts.api import PREFIX, RobotsAPI
@@ -37,10 +37,11 @@ from registry.periodic import Periodic, Sleep
 _log = logging.getLogger("wharf.auth")
 
 
-def build_policy(settings: PolicySettings | None) -> Policy:
-    """The policy of ``auth.policy``; without one, any authenticated user may do all."""
+def build_policy(settings: PolicySettings | None, roles: RoleSource | None = None) -> Policy:
+    """The policy of ``auth.policy``; without one, any authenticated user may do all.
+    ``roles`` (the projects' directory) adds what roles and public projects give."""
     if settings is None:
-        return Policy(open_to_authenticated=True)
+        return Policy(open_to_authenticated=True, roles=roles)
     try:
         rules = [
             Rule(
@@ -63,6 +64,7 @@ def build_policy(settings: PolicySettings | None) -> Policy:
             frozenset(settings.catalog.users), frozenset(settings.catalog.groups)
         ),
         groups={g: list(members) for g, members in settings.groups.items()},
+        roles=roles,
     )
 
 
@@ -159,12 +161,13 @@ def build_ldap(settings: LdapSettings | None) -> LdapAuthenticator | None:
     return LdapAuthenticator(directory, refresh=settings.refresh_seconds)
 
 
-def build_auth(settings: AuthSettings) -> AuthSetup | None:
-    """Load the htpasswd file, keys and policy; None when auth is off. Raises
-    :class:`ConfigError` for files that cannot be used."""
+def build_auth(settings: AuthSettings, roles: RoleSource | None = None) -> AuthSetup | None:
+    """Load the htpasswd file, keys and policy (with ``roles``, the projects' directory,
+    filled later); None when auth is off. Raises :class:`ConfigError` for files that
+    cannot be used."""
     if settings.mode == "none":
         return None
-    policy = build_policy(settings.policy)
+    policy = build_policy(settings.policy, roles)
     try:
         htpasswd = Htpasswd(settings.htpasswd.path) if settings.htpasswd else None
     except HtpasswdError as e:

@@ -154,6 +154,7 @@ class TokenEndpoint:
     ) -> dict[str, Any]:
         """:meth:`_answer` in a worker thread: signing (RSA) and the htpasswd check of
         a refresh token are blocking."""
+        await self.policy.settle(s.name for s in asked if s.type == "repository")
         return await asyncio.to_thread(self._answer, who, asked, refresh)
 
     def _refreshed(self, token: str) -> Identity:

@@ -38,6 +38,7 @@ from registry.config.notifications import (
     NotificationIgnoreSettings,
     NotificationsSettings,
 )
+from registry.config.projects import PROJECT_NAME_RE, ProjectsSettings
 from registry.config.replication import (
     MirrorSettings,
     ProxySettings,
@@ -69,6 +70,7 @@ from registry.config.storage import (
 __all__ = [
     "ENV_PREFIX",
     "EVENTS_V1",
+    "PROJECT_NAME_RE",
     "AccessLogSettings",
     "AuthSettings",
     "ConfigError",
@@ -93,6 +95,7 @@ __all__ = [
     "NotificationsSettings",
     "PolicyRuleSettings",
     "PolicySettings",
+    "ProjectsSettings",
     "ProxySettings",
     "RedirectSettings",
     "RemoteSettings",

@@ -15,6 +15,7 @@ from registry.config.base import ConfigError, _Section
 from registry.config.gc import GCSettings
 from registry.config.http import HTTPSettings
 from registry.config.notifications import NotificationsSettings
+from registry.config.projects import ProjectsSettings
 from registry.config.replication import MirrorSettings, ProxySettings, ReplicationSettings
 from registry.config.storage import StorageSettings
 
@@ -56,6 +57,7 @@ class Settings(_Section):
     mirrors: list[MirrorSettings] = Field(default_factory=list)
     notifications: NotificationsSettings = NotificationsSettings()
     gc: GCSettings = GCSettings()
+    projects: ProjectsSettings = ProjectsSettings()
 
     @field_validator("version", mode="before")
     @classmethod

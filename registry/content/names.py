@@ -36,3 +36,11 @@ def parse_reference(reference: str) -> tuple[str | None, Digest | None]:
     if is_tag(reference):
         return reference, None
     raise InvalidDigest(f"invalid tag or digest {reference[:200]!r}")
+
+
+def project_of(repository: str, default: str) -> str:
+    """The project (issue #15) a repository belongs to: its first path component
+    (``team-a`` for ``team-a/app``), or ``default`` (``projects.default``) for a name
+    without a slash. One rule for every feature that groups repositories by project."""
+    head, slash, _ = repository.partition("/")
+    return head if slash else default

@@ -10,14 +10,20 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 
 from registry.commandline import add_config_arguments, settings_or_exit
 from registry.durations import parse_duration
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from registry.config import Settings
     from registry.gc.store_doom import Removed
     from registry.gc.store_mark import KeepRoots
+
+    # what a run tells of what it deletes: a feature's callbacks, made from the settings
+    RemovedFor: TypeAlias = Callable[[Settings], Sequence[Removed]] | None
 
 
 class _Bar:
@@ -78,7 +84,7 @@ def _positive(text: str) -> int:
 
 
 async def _run(
-    args: argparse.Namespace, roots: Sequence[KeepRoots] = (), removed: Sequence[Removed] = ()
+    args: argparse.Namespace, roots: Sequence[KeepRoots] = (), removed: RemovedFor = None
 ) -> int:
     from registry.drivers import make_driver
     from registry.gc.collector import Collector, GCBusy
@@ -100,7 +106,8 @@ async def _run(
     db = Database(settings.database_url, 2, False)
     bar = _Bar(sys.stderr) if not args.quiet else None
     try:
-        collector = Collector(db, make_driver(settings), progress=bar, roots=roots, removed=removed)
+        told = removed(settings) if removed is not None else ()
+        collector = Collector(db, make_driver(settings), progress=bar, roots=roots, removed=told)
         deadline = time.monotonic() + args.wait
         while True:
             try:
@@ -135,16 +142,15 @@ async def _run(
 
 
 def _gc(
-    args: argparse.Namespace, roots: Sequence[KeepRoots] = (), removed: Sequence[Removed] = ()
+    args: argparse.Namespace, roots: Sequence[KeepRoots] = (), removed: RemovedFor = None
 ) -> int:
     return asyncio.run(_run(args, roots, removed))
 
 
-def add_commands(
-    sub: Any, roots: Sequence[KeepRoots] = (), removed: Sequence[Removed] = ()
-) -> None:
+def add_commands(sub: Any, roots: Sequence[KeepRoots] = (), removed: RemovedFor = None) -> None:
     """Add ``wharf gc`` to the command line; its runs keep ``roots`` (what features keep
-    though no tag reaches it), as the registry's do, and tell ``removed`` what they delete."""
+    though no tag reaches it), as the registry's do, and tell what they delete to the
+    callbacks ``removed`` makes from the settings."""
 
     gc = sub.add_parser(
         "gc", help="garbage collection: delete what no tag reaches (safe while serving)"
@@ -178,4 +184,4 @@ def add_commands(
     )
     gc.add_argument("--json", action="store_true", help="print the result as JSON")
     gc.add_argument("-q", "--quiet", action="store_true", help="no progress display")
-    gc.set_defaults(func=functools.partial(_gc, roots=tuple(roots), removed=tuple(removed)))
+    gc.set_defaults(func=functools.partial(_gc, roots=tuple(roots), removed=removed))

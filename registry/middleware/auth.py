@@ -31,7 +31,7 @@ from auth.policy import Identity, Policy
 from auth.scopes import ResourceScope
 from auth.throttle import TooManyAttempts
 from auth.tokens import InvalidToken, TokenVerifier
-from registry.errors import Denied, TooManyRequests, Unauthorized
+from registry.errors import Denied, NameUnknown, RegistryError, TooManyRequests, Unauthorized
 from registry.request_context import current_request
 
 log = logging.getLogger("wharf.auth")
@@ -61,6 +61,7 @@ class Caller:
     full_catalog: bool
     sees: CatalogFilter  # which repositories the catalog shows (without full_catalog)
     admin: bool = False  # may use the administration API (auth.policy.admins)
+    identity: Identity | None = None  # who, with its groups (None: anonymous or open)
 
 
 class Gate(Protocol):
@@ -148,7 +149,25 @@ def caller_for(policy: Policy, who: Identity | None) -> Caller:
         return may(repository, sc.PULL)
 
     name = who.name if who else None
-    return Caller(name, may, policy.may_list_catalog(who), sees, policy.is_admin(who))
+    full = policy.may_list_catalog(who)
+    return Caller(name, may, full, sees, policy.is_admin(who), who)
+
+
+def missing_project_refusal(policy: Policy | None, s: ResourceScope) -> RegistryError | None:
+    """The refusal of a request into a repository whose project does not exist, saying
+    which: ``DENIED`` for a push, ``NAME_UNKNOWN`` (404: nothing is there) for a read, so
+    that a client checking for blobs before a push goes on to the push's clear refusal.
+    None for any other refusal."""
+    missing = policy.missing_project(s.name) if policy is not None else None
+    if missing is None:
+        return None
+    if sc.PUSH not in s.actions and sc.DELETE not in s.actions:
+        return NameUnknown(f"project {missing} does not exist", detail={"name": s.name})
+    return Denied(
+        f"project {missing} does not exist: ask an administrator to create it "
+        f"(a push creates a missing project only where self-service or a rule allows it)",
+        detail=[s.claim()],
+    )
 
 
 class BasicGate:
@@ -168,13 +187,14 @@ class BasicGate:
         who = await self.identify(scope)
         if who is None and label == "base":
             raise Unauthorized(headers=self.challenge)
+        await self.policy.settle(s.name for s in needed)
         for s in needed:
             allowed = self.policy.allowed(who, s.name)
             if not s.actions <= allowed:
                 detail = [s.claim()]
                 if who is None:
                     raise Unauthorized(detail=detail, headers=self.challenge)
-                raise Denied(detail=detail)
+                raise missing_project_refusal(self.policy, s) or Denied(detail=detail)
         return caller_for(self.policy, who)
 
 
@@ -225,6 +245,18 @@ class TokenGate:
             return self.logins.identity(subject)
         return self.policy.identity(subject)
 
+    async def _missing_project(self, subject: str, s: ResourceScope) -> RegistryError | None:
+        """A request refused because its project does not exist, to a caller whom the
+        built-in token service would not give more there either."""
+        if self.policy is None or not subject:
+            return None
+        await self.policy.settle([s.name])
+        refusal = missing_project_refusal(self.policy, s)
+        if refusal is None:
+            return None
+        may = self.policy.allowed(self._identity(subject), s.name)
+        return None if s.actions <= may else refusal
+
     async def admit(self, scope: Scope, label: str, needed: list[ResourceScope]) -> Caller:
         asked = [sc.catalog()] if label == "catalog" else needed
         challenge = self.basic_challenge if label == "api" else self._challenge(asked)
@@ -242,6 +274,9 @@ class TokenGate:
             ) from None
         for s in needed:
             if not token.access.allows_all(s):
+                refusal = await self._missing_project(token.subject, s)
+                if refusal is not None:  # a new token would not give more
+                    raise refusal
                 raise Unauthorized(
                     "insufficient scope",
                     detail=[s.claim()],
@@ -262,7 +297,7 @@ class TokenGate:
 
         full = access.allows(*sc.CATALOG, sc.ALL)
         admin = policy is not None and policy.is_admin(who)
-        return Caller(token.subject or None, may, full, sees, admin)
+        return Caller(token.subject or None, may, full, sees, admin, who)
 
 
 # What a path is, as the app dispatches it (see ``Wharf.classify``): the middleware

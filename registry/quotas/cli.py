@@ -18,7 +18,7 @@ import sys
 from typing import Any
 
 from registry.commandline import add_config_arguments, settings_or_exit
-from registry.quotas.names import DEFAULT_PROJECT, format_size, parse_size
+from registry.quotas.names import format_size, parse_size
 
 
 def _size(text: str) -> int | None:
@@ -54,7 +54,7 @@ async def _run(args: argparse.Namespace) -> int:
     settings = settings_or_exit(args.config)
     await ensure_schema(settings.database_url)
     db = Database(settings.database_url, 1)
-    service = QuotaService(db, DEFAULT_PROJECT)
+    service = QuotaService(db, settings.projects.default)
     try:
         if args.quota_command == "set":
             usage = await service.set_quota(args.project, args.size)

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Connection
 
+from registry.content.names import project_of
 from registry.meta.changes import Change
 from registry.quotas import store
 from registry.quotas.errors import QuotaExceeded
-from registry.quotas.names import DEFAULT_PROJECT, format_size, project_of
+from registry.quotas.names import format_size
 from registry.request_context import RequestInfo
 
 log = logging.getLogger("wharf.quotas")
@@ -164,7 +165,7 @@ class QuotaAccounting:
             store.release(conn, store.holders(conn, digests), self.default)
 
 
-def gc_removed(default_project: str = DEFAULT_PROJECT) -> QuotaAccounting:
+def gc_removed(default_project: str) -> QuotaAccounting:
     """What GC calls in its deleting transactions (``start_gc(..., removed=[x.removed])``
     and ``wharf gc``): usage goes down with what the sweep deletes."""
     return QuotaAccounting(default_project)

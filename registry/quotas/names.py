@@ -1,22 +1,12 @@
-"""The project of a repository, and byte sizes as operators write them.
+"""Byte sizes as operators write them (``10GiB``, ``500MB``) and as people read them.
 
-:func:`project_of` is the projects feature's rule (a repository belongs to the project
-named by its first path component; one without a slash to the default project), written
-here until the two features share one function (the lead unifies them at merge).
+The project of a repository is the core's rule, ``registry.content.names.project_of``,
+with the default project of ``projects.default``.
 """
 
 from __future__ import annotations
 
 import re
-
-DEFAULT_PROJECT = "library"
-
-
-def project_of(repository: str, default: str = DEFAULT_PROJECT) -> str:
-    """``team-a`` for ``team-a/app``; ``default`` for ``app``."""
-    head, slash, _ = repository.partition("/")
-    return head if slash else default
-
 
 _UNITS = {
     "": 1,

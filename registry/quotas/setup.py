@@ -8,28 +8,28 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from registry.api.context import Services
-from registry.quotas.api import PREFIX, QuotaAPI
+from registry.quotas.api import PREFIX, QuotaAPI, handles
 from registry.quotas.hook import QuotaAccounting, QuotaMetrics, Record, gc_removed, outbox_notify
+from registry.quotas.service import QuotaService
 
 __all__ = ["gc_removed", "start_quotas"]
-from registry.quotas.names import DEFAULT_PROJECT
-from registry.quotas.service import QuotaService
 
 
 def start_quotas(
     services: Services,
     metrics: CollectorRegistry,
-    mount: Callable[[str, ASGIApp], None],
+    mount: Callable[[str, ASGIApp, Callable[[str], bool]], None],
     record: Record | None = None,
-    default_project: str = DEFAULT_PROJECT,
+    *,
+    default_project: str,
 ) -> QuotaService:
     """Count usage and enforce quotas in every push and delete transaction; serve
-    ``/api/projects/NAME/quota|usage`` (mounted at ``/api/projects`` until the projects
-    API takes these paths over). ``record``: the events feature's outbox writer, for the
-    80 % and 100 % events (None without event endpoints)."""
+    ``/api/projects/NAME/quota|usage`` (mounted for these paths only, before the
+    projects API that serves the rest of ``/api/projects``). ``record``: the events
+    feature's outbox writer, for the 80 % and 100 % events (None without endpoints)."""
     notify = [outbox_notify(record)] if record is not None else []
     hook = QuotaAccounting(default_project, QuotaMetrics(metrics), notify)
     services.meta.add_hook(hook)
     service = QuotaService(services.meta.db, default_project)
-    mount(PREFIX, QuotaAPI(service))
+    mount(PREFIX, QuotaAPI(service), handles)  # under the projects API's prefix
     return service

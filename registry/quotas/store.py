@@ -28,11 +28,11 @@ from sqlalchemy import (
     update,
 )
 
+from registry.content.names import project_of
 from registry.meta import direct
 from registry.meta.queries import upsert_module
 from registry.meta.tables import blobs, manifests, repositories, repository_blobs
 from registry.projects.tables import project_revision, projects
-from registry.quotas.names import project_of
 from registry.quotas.tables import project_blobs, project_usage
 
 IN_BATCH = 500

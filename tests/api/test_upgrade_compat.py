@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -178,5 +179,44 @@ def test_the_store_goes_on_working(tmp_path: Path, previous: dict[str, Any]) -> 
             assert [run["id"] for run in runs] == [2, 1]  # newest first, the old one kept
             old = previous["answers"]["gc/runs"]["body"]["runs"]
             assert runs[1] == old[0]
+    finally:
+        server.stop()
+
+
+def test_the_upgrade_puts_every_repository_in_a_project(tmp_path: Path) -> None:
+    """Migration 0011: a project for each first path component (``compat``), and the
+    default project ``library`` for the names without a slash. The fixture's store has
+    only namespaced repositories, so a top-level one is added to its (0009) database
+    before the upgrade, as a release before projects would have stored it."""
+    workdir = tmp_path / "compat"
+    workdir.mkdir()
+    with tarfile.open(FIXTURES / ARCHIVE) as tar:
+        tar.extractall(workdir, filter="data")
+    database = workdir / "data" / "wharf.db"
+    with sqlite3.connect(database) as db:
+        db.execute("INSERT INTO repositories (name, created_at) VALUES ('nginx', '2026-12-01')")
+    server = WharfServer(workdir, config_for(workdir))
+    server.config_path.write_text(yaml.safe_dump(server.config))
+    done = wharf("db", "upgrade", "-c", str(server.config_path))
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(database) as db:
+        made = db.execute(
+            "SELECT name, public, owner, created_by FROM projects ORDER BY name"
+        ).fetchall()
+        members = db.execute("SELECT count(*) FROM project_members").fetchone()
+    assert made == [("compat", 0, None, "migration"), ("library", 0, None, "migration")]
+    assert members == (0,)
+    shown = wharf("project", "show", "compat", "--json", "-c", str(server.config_path))
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["members"] == []
+    # what auth.policy gave before, it still gives: the admin pulls, nobody else is let in
+    server.start()
+    try:
+        with server.client(auth=ADMIN) as c:
+            assert c.get("/v2/compat/app/manifests/v1").status_code == 200
+            names = [p["name"] for p in c.get("/api/projects").json()["projects"]]
+            assert names == ["compat", "library"]
+        with server.client() as anon:
+            assert anon.get("/v2/compat/app/manifests/v1").status_code == 401
     finally:
         server.stop()

@@ -96,6 +96,7 @@ POSITIONAL_OK: list[tuple[list[str], dict[str, object]]] = [
     (["search", "reindex"], {"search_command": "reindex"}),
     (["robot", "list"], {"robot_command": "list"}),
     (["user", "list"], {"user_command": "list"}),
+    (["project", "list"], {"project_command": "list"}),
 ]
 # commands with positional arguments of their own: -c/--config only
 OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
@@ -113,9 +114,18 @@ OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
     (["quota", "set", "team", "none"], {"project": "team", "size": None}),
     (["quota", "show", "team"], {"project": "team"}),
     (["quota", "recount"], {"quota_command": "recount"}),
+    (["project", "create", "team", "--public"], {"name": "team", "public": True}),
+    (["project", "show", "team"], {"name": "team"}),
+    (["project", "update", "team", "--public", "false"], {"name": "team", "public": False}),
+    (["project", "delete", "team"], {"name": "team"}),
+    (["project", "member", "add", "team", "devs", "developer", "--group"], {"group": True}),
+    (["project", "member", "remove", "team", "olga"], {"project": "team", "name": "olga"}),
+    (["project", "member", "list", "team"], {"project": "team"}),
 ]
 CFG = "/etc/wharf/config.yml"
-GROUPS = {"events", "search", "robot", "policy", "user", "quota"}  # commands with subcommands
+# commands with subcommands
+GROUPS = {"events", "search", "robot", "policy", "user", "quota", "project"}
+SUBGROUPS = {("project", "member")}  # subcommands with subcommands
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -131,9 +141,13 @@ def leaf_commands(p: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Ite
             yield from leaf_commands(child, (*path, name))
 
 
+def _command(argv: list[str]) -> tuple[str, ...]:
+    depth = 1 + (argv[0] in GROUPS) + (tuple(argv[:2]) in SUBGROUPS)
+    return tuple(argv[:depth])
+
+
 def test_every_command_takes_c_and_config() -> None:
-    covered = {tuple(argv[: 2 if argv[0] in GROUPS else 1]) for argv, _ in POSITIONAL_OK}
-    covered |= {tuple(argv[: 2 if argv[0] in GROUPS else 1]) for argv, _ in OPTION_ONLY}
+    covered = {_command(argv) for argv, _ in POSITIONAL_OK + OPTION_ONLY}
     for path, command in leaf_commands(cli.parser()):
         if path == ("auth", "keygen"):  # writes a key pair; reads no configuration
             continue
@@ -146,7 +160,7 @@ def test_every_command_takes_c_and_config() -> None:
 @pytest.mark.parametrize("form", ["-c", "--config", "--config=", "first"])
 def test_config_option(argv: list[str], rest: dict[str, object], form: str) -> None:
     if form == "first":  # the option before the command's own arguments
-        split = 2 if argv[0] in GROUPS else 1
+        split = len(_command(argv))
         args = parse([*argv[:split], "--config", CFG, *argv[split:]])
     elif form == "--config=":
         args = parse([*argv, f"--config={CFG}"])

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, insert, select
 
+from registry.content.names import project_of
 from registry.gc.collector import Collector, GCOptions
 from registry.meta.db import Database
 from registry.meta.migrate import ensure_schema
@@ -20,7 +21,7 @@ from registry.projects.tables import projects
 from registry.quotas import store as quota_store
 from registry.quotas.errors import QuotaExceeded
 from registry.quotas.hook import QuotaAccounting, QuotaEvent, QuotaMetrics, crossed
-from registry.quotas.names import format_size, parse_size, project_of
+from registry.quotas.names import format_size, parse_size
 from registry.quotas.service import QuotaService
 from registry.quotas.tables import project_usage
 from storage.filesystem import FilesystemDriver
@@ -106,9 +107,9 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
 
 
 def test_project_of_and_sizes() -> None:
-    assert project_of("team-a/app") == "team-a"
-    assert project_of("team-a/x/y") == "team-a"
-    assert project_of("app") == "library"
+    assert project_of("team-a/app", "library") == "team-a"
+    assert project_of("team-a/x/y", "library") == "team-a"
+    assert project_of("app", "library") == "library"
     assert project_of("app", "base") == "base"
     assert parse_size("10GiB") == 10 * 1024**3
     assert parse_size("500MB") == 500_000_000
