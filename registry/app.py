@@ -29,7 +29,7 @@ from registry.metrics import Metrics
 from registry.middleware.auth import DISTRIBUTION, METRICS, MOUNTED, AuthMiddleware
 from registry.middleware.errors import ErrorMiddleware
 from registry.middleware.observe import ObserveMiddleware
-from registry.projects.setup import build_directory, start_projects
+from registry.projects.setup import build_directory, quota_access, start_projects
 from registry.quotas.setup import gc_removed, start_quotas
 from registry.search.setup import facts_reader, start_search
 from registry.service.blobs import BlobService
@@ -184,6 +184,7 @@ class Wharf:
             self.mount,
             quota_events,
             default_project=self.settings.projects.default,
+            access=quota_access(self.projects),  # members see, owners set (the roles)
         )
         replication = start_replication(self.services, self.metrics, self.mount)  # (#6)
         if replication is not None:

@@ -15,10 +15,12 @@ import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Scope
 
+from registry.api.access import caller_of, is_open
 from registry.api.context import Services
 from registry.config import ProjectsSettings
+from registry.errors import Denied, Unauthorized
 from registry.meta.db import Database
 from registry.periodic import Periodic
 from registry.projects import store
@@ -107,3 +109,22 @@ async def start_projects(
     projects = Projects(db, settings.default, loader.load, services.manifests.delete)
     mount(PREFIX, ProjectsAPI(projects, settings.selfservice))
     return projects
+
+
+def quota_access(directory: ProjectDirectory) -> Callable[[Scope, str, bool], None]:
+    """Who may see and set a project's quota and usage (the roles' matrix,
+    docs/projects.md): any member sees them, an owner sets the quota; system
+    administrators (and everyone on an open registry) do both."""
+
+    def check(scope: Scope, project: str, write: bool) -> None:
+        caller = caller_of(scope)
+        if is_open(scope) or (caller is not None and caller.admin):
+            return
+        if caller is None or caller.name is None:
+            raise Unauthorized("credentials required")
+        role = directory.role(caller.identity, project)
+        if role is None or (write and role != "owner"):
+            need = "an owner" if write else "a member"
+            raise Denied(f"{caller.name} is not {need} of project {project}")
+
+    return check

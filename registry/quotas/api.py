@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -71,11 +72,22 @@ def quota_of(body: bytes) -> int | None:
     return value
 
 
+# (request scope, project, write): returns if the caller may read (write False) or set
+# (write True) the project's quota and usage, else raises Unauthorized or Denied
+Access = Callable[[Scope, str, bool], None]
+
+
+def admins_only(scope: Scope, _project: str, _write: bool) -> None:
+    """Without projects' roles: system administrators only."""
+    require_admin(scope)
+
+
 class QuotaAPI:
     """The ASGI app of the quota and usage paths."""
 
-    def __init__(self, service: QuotaService) -> None:
+    def __init__(self, service: QuotaService, access: Access = admins_only) -> None:
         self.service = service
+        self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["wharf.route"] = "quotas"
@@ -87,14 +99,14 @@ class QuotaAPI:
         if what == "usage":
             if method not in ("GET", "HEAD"):
                 raise Unsupported("use GET", headers={"Allow": "GET"})
-            require_admin(scope)
+            self.access(scope, project, False)
             response = json_response(usage_json(await self.service.usage(project)))
         elif method in ("GET", "HEAD"):
-            require_admin(scope)
+            self.access(scope, project, False)
             usage = await self.service.usage(project)
             response = json_response({"project": usage.project, "quota": usage.quota})
         elif method == "PUT":
-            require_admin(scope)
+            self.access(scope, project, True)
             request = Request(scope, receive)
             body = await read_capped(
                 request.stream(), MAX_BODY, lambda: QuotaInvalid("request body too large")

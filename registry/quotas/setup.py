@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from registry.api.context import Services
-from registry.quotas.api import PREFIX, QuotaAPI, handles
+from registry.quotas.api import PREFIX, Access, QuotaAPI, admins_only, handles
 from registry.quotas.hook import QuotaAccounting, QuotaMetrics, Record, gc_removed, outbox_notify
 from registry.quotas.service import QuotaService
 
@@ -22,14 +22,16 @@ def start_quotas(
     record: Record | None = None,
     *,
     default_project: str,
+    access: Access = admins_only,
 ) -> QuotaService:
     """Count usage and enforce quotas in every push and delete transaction; serve
     ``/api/projects/NAME/quota|usage`` (mounted for these paths only, before the
     projects API that serves the rest of ``/api/projects``). ``record``: the events
-    feature's outbox writer, for the 80 % and 100 % events (None without endpoints)."""
+    feature's outbox writer, for the 80 % and 100 % events (None without endpoints);
+    ``access``: who may read and set a project's quota (the projects feature's roles)."""
     notify = [outbox_notify(record)] if record is not None else []
     hook = QuotaAccounting(default_project, QuotaMetrics(metrics), notify)
     services.meta.add_hook(hook)
     service = QuotaService(services.meta.db, default_project)
-    mount(PREFIX, QuotaAPI(service), handles)  # under the projects API's prefix
+    mount(PREFIX, QuotaAPI(service, access), handles)  # under the projects API's prefix
     return service

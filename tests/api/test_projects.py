@@ -162,6 +162,28 @@ def test_owner_manages_members_others_cannot(basic: WharfServer) -> None:
         assert eve.get("/v2/team/app/manifests/v1").status_code == 403
 
 
+def test_owners_set_the_quota_members_see_it(basic: WharfServer) -> None:
+    path = "/api/projects/team/quota"
+    with as_user(basic, "olga") as olga:  # the owner
+        r = olga.put(path, json={"bytes": 10 * 1024**3})
+        assert r.status_code == 200 and r.json()["quota"] == 10 * 1024**3, r.text
+    for user in ("mary", "dave", "gina"):  # members see the quota and the usage
+        with as_user(basic, user) as c:
+            assert c.get(path).json()["quota"] == 10 * 1024**3, user
+            assert c.get("/api/projects/team/usage").json()["bytes"] > 0, user
+            r = c.put(path, json={"bytes": 1})
+            assert r.status_code == 403 and error(r)["code"] == "DENIED", user
+            assert "not an owner of project team" in error(r)["message"]
+    with as_user(basic, "eve") as eve:  # not a member
+        r = eve.get("/api/projects/team/usage")
+        assert r.status_code == 403 and error(r)["code"] == "DENIED"
+    with as_user(basic, None) as anon:
+        assert anon.get(path).status_code == 401
+    with as_user(basic, "admin") as admin:
+        assert admin.get(path).json()["quota"] == 10 * 1024**3  # nothing changed
+        assert admin.put(path, json={"bytes": None}).json()["quota"] is None
+
+
 def test_last_owner_stays(basic: WharfServer) -> None:
     with as_user(basic, "olga") as olga:
         # admin created team, so admin is an owner too: without it olga is the last

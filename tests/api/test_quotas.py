@@ -213,8 +213,8 @@ def test_the_cli_sets_and_shows_quotas(wharf: WharfServer) -> None:
 
 
 def test_only_administrators_read_and_set_quotas(tmp_path: Path) -> None:
-    """With ``auth`` configured the quota API answers administrators only (project
-    owners too once the projects feature has roles)."""
+    """With ``auth`` configured a caller with no role in the project may neither read
+    nor set its quota (owners and members: tests/api/test_projects.py)."""
     config = {**htpasswd_config(tmp_path), "http": ONE_WORKER}
     server = WharfServer(tmp_path / "server", config).start()
     try:
