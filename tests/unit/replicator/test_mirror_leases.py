@@ -4,41 +4,14 @@ fetcher's lease expires and a successor takes the fetch over from byte zero."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 from sqlalchemy import Connection, select
 
 from registry.meta.db import Database
-from registry.meta.migrate import ensure_schema
 from replicator.mirror_store import FetchLeases, FetchState
 from replicator.tables import mirror_fetches
+from tests.support.clock import T0, Clock
 
-T0 = 1_900_000_000.0
 DIGEST = "sha256:" + "c" * 64
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "postgres":
-        url = request.getfixturevalue("postgres").create_database()
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'wharf.db'}"
-    await ensure_schema(url)
-    database = Database(url, 4)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 def _row(conn: Connection) -> dict[str, object]:

@@ -6,7 +6,6 @@ and a dead holder's lease expiring after ``LEASE``. Nothing here sleeps for time
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,7 @@ from registry.meta.db import Database
 from registry.meta.migrate import ensure_schema
 from replicator.scheduler import LEASE, TICK, Scheduler
 from replicator.store import ReplicationStore
-
-T0 = 1_900_000_000.0
+from tests.support.clock import T0
 
 
 class FakeTime:
@@ -42,20 +40,6 @@ class FakeTime:
 class NoRules:
     async def current(self) -> dict[str, ReplicationRuleSettings]:
         return {}
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "postgres":
-        url = request.getfixturevalue("postgres").create_database()
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'wharf.db'}"
-    await ensure_schema(url)
-    database = Database(url, 4)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 def _scheduler(store: ReplicationStore, t: FakeTime) -> Scheduler:

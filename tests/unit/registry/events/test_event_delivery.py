@@ -6,7 +6,7 @@ outbox pruning runs every ``PRUNE_EVERY`` seconds. Nothing here sleeps for time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,17 +29,9 @@ from registry.events.sender import Outcome, Sender
 from registry.events.tables import event_endpoints
 from registry.meta.db import Database
 from registry.meta.migrate import ensure_schema
+from tests.support.clock import T0, Clock
 
-T0 = 1_900_000_000.0
 ENDPOINT = NotificationEndpointSettings(name="hook", url="http://receiver.invalid/")  # 1s timeout
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakeSender:
@@ -51,20 +43,6 @@ class FakeSender:
     async def send(self, batch: Sequence[outbox.Pending]) -> Outcome:
         self.sent += [p.seq for p in batch]
         return Outcome(len(batch))
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "postgres":
-        url = request.getfixturevalue("postgres").create_database()
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'wharf.db'}"
-    await ensure_schema(url)
-    database = Database(url, 4)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 def _worker(db: Database, owner: str, clock: Clock, metrics: EventMetrics) -> EndpointWorker:

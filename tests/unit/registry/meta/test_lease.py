@@ -4,9 +4,7 @@ SQLite and PostgreSQL: take, renew, release, expiry, races."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +14,8 @@ from registry.events.tables import event_endpoints
 from registry.gc.tables import gc_lease
 from registry.meta.db import Database
 from registry.meta.lease import Lease, LeaseTable, holder_of, release, renew, take
-from registry.meta.migrate import ensure_schema
 from replicator.tables import mirror_fetches, replication_leases
+from tests.support.clock import T0, Clock
 
 GC = LeaseTable(gc_lease, ("name",), release="expire")
 EVENTS = LeaseTable(
@@ -31,29 +29,6 @@ EVENTS = LeaseTable(
 REPLICATION = LeaseTable(replication_leases, ("rule",))
 MIRROR = LeaseTable(mirror_fetches, ("upstream", "digest"))
 MIRROR_VALUES = {"upload_id": None, "written": 0, "size": 10, "started_at": 0.0}
-T0 = 1_900_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "postgres":
-        url = request.getfixturevalue("postgres").create_database()
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'wharf.db'}"
-    await ensure_schema(url)
-    database = Database(url, 4)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 def _endpoint(conn: Connection, name: str) -> None:
