@@ -210,8 +210,11 @@ class Conn:
     into one reusable buffer and only counted.
     """
 
-    def __init__(self, host: str, port: int, timeout: float = 600.0) -> None:
+    def __init__(
+        self, host: str, port: int, timeout: float = 600.0, headers: dict[str, str] | None = None
+    ) -> None:
         self.host, self.port, self.timeout = host, port, timeout
+        self.headers = headers or {}  # sent with every request (e.g. Authorization)
         self.sock: socket.socket | None = None
         self.buf = bytearray()
         self.big = bytearray(4 * MiB)
@@ -278,7 +281,7 @@ class Conn:
     ) -> Response:
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self.host}:{self.port}"]
         lines.append("User-Agent: registry-bench")
-        for k, v in (headers or {}).items():
+        for k, v in {**self.headers, **(headers or {})}.items():
             lines.append(f"{k}: {v}")
         if body is not None:
             length = len(body)
@@ -810,9 +813,17 @@ async def _read_response(reader: asyncio.StreamReader, head_only: bool) -> tuple
 
 
 async def _rate_run(
-    t: Target, op: str, concurrency: int, warmup: float, duration: float, seq: Iterator[int]
+    t: Target,
+    op: str,
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    seq: Iterator[int],
+    make_for: Callable[[int], Callable[[int], bytes]] | None = None,
 ) -> tuple[int, list[float], int, float]:
-    make, head_only = build_request(t, op)
+    """``concurrency`` connections sending ``op`` in a loop; ``make_for(i)``, when given,
+    builds the requests of connection ``i`` instead (bodied responses expected)."""
+    make, head_only = build_request(t, op) if make_for is None else (None, False)
     ok_status = 201 if op == "manifest-put" else 200
     latencies: list[float] = []
     errors = 0
@@ -820,8 +831,10 @@ async def _rate_run(
     start = clock()
     warm_at, stop_at = start + warmup, start + warmup + duration
 
-    async def worker() -> None:
+    async def worker(index: int) -> None:
         nonlocal errors
+        build = make if make_for is None else make_for(index)
+        assert build is not None
         reader, writer = await asyncio.open_connection(t.host, t.port)
         sock = writer.get_extra_info("socket")
         if sock is not None:
@@ -831,7 +844,7 @@ async def _rate_run(
                 t0 = clock()
                 if t0 >= stop_at:
                     break
-                writer.write(make(next(seq)))
+                writer.write(build(next(seq)))
                 status, close = await _read_response(reader, head_only)
                 t1 = clock()
                 if warm_at <= t1 <= stop_at:
@@ -845,8 +858,20 @@ async def _rate_run(
         finally:
             writer.close()
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
     return len(latencies), latencies, errors, duration
+
+
+def loop_runner(use_uvloop: bool) -> Callable[[Any], Any]:
+    """``uvloop.run`` when wanted and importable, else ``asyncio.run``."""
+    if use_uvloop:
+        try:
+            import uvloop
+
+            return uvloop.run
+        except ImportError:
+            pass
+    return asyncio.run
 
 
 def run_rates(
@@ -860,14 +885,7 @@ def run_rates(
 ) -> Results:
     res: Results = {}
     seq = itertools.count()
-    runner: Callable[[Any], Any] = asyncio.run
-    if use_uvloop:
-        try:
-            import uvloop
-
-            runner = uvloop.run
-        except ImportError:
-            pass
+    runner = loop_runner(use_uvloop)
     for op in workloads:
         for conc in concurrencies:
             row = res.setdefault((op, conc), {})
