@@ -5,14 +5,20 @@ project's delete, and system robots beside them."""
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from registry.cli import main
 from tests.support.oci import push_blob, push_image
+from tests.support.postgres import PostgresCluster
 from tests.support.projects import as_user, basic_config, error, make_team, start_token
 from tests.support.server import WharfServer
 
@@ -251,3 +257,76 @@ def test_token_mode(token: WharfServer) -> None:
     with token.client(auth=(made["name"], made["secret"])) as c:
         r = c.get("/token", params={"service": "wharf-test", "scope": "repository:team/app:pull"})
         assert r.status_code == 401
+
+
+def test_the_web_pages_refuse_a_project_robots_sign_in(basic: WharfServer) -> None:
+    made = create(basic, "mary", "pages")
+    with basic.client() as c:
+        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/ui/login").text)
+        assert token is not None
+        form = {"csrf": token.group(1), "username": made["name"], "password": made["secret"]}
+        r = c.post("/ui/login", data=form)
+        assert r.status_code == 403 and "cannot sign in" in r.text
+    # with Basic credentials the pages show what its permissions allow
+    with robot_client(basic, made) as robot:
+        text = robot.get("/ui/").text
+    assert "?name=team/app&amp;" in text and "?name=pub/base&amp;" not in text
+
+
+def wharf_robot(
+    server: WharfServer, capsys: pytest.CaptureFixture[str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``wharf robot ARGS -c CONFIG`` (in this process: the same code as the command)."""
+    capsys.readouterr()
+    code = main(["robot", *args, "-c", str(server.config_path)])
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+
+def test_cli(basic: WharfServer, capsys: pytest.CaptureFixture[str]) -> None:
+    made = wharf_robot(
+        basic, capsys, "create", "--project", "team", "from-cli",
+        "--permission", "app:pull,push", "--expires", "1d", "--json",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    robot = json.loads(made.stdout)
+    assert robot["name"] == "robot$team+from-cli" and robot["project"] == "team"
+    assert robot["permissions"] == [{"repositories": ["app"], "actions": ["pull", "push"]}]
+    with robot_client(basic, robot) as c:  # the running server sees what the CLI wrote
+        push_blob(c, "team/app", b"from the cli robot")
+        assert c.post("/v2/team/other/blobs/uploads/").status_code == 403
+    listing = wharf_robot(basic, capsys, "list", "--project", "team")
+    assert "robot$team+from-cli\tpermissions=app:pull,push" in listing.stdout
+    assert robot["secret"] not in listing.stdout
+    bad = wharf_robot(basic, capsys, "create", "--project", "team", "x", "--permission", "../a:fly")
+    assert bad.returncode == 2
+    assert "permissions[0].repositories[0]" in bad.stderr and "permissions[0].actions" in bad.stderr
+    missing = wharf_robot(
+        basic, capsys, "create", "--project", "nope", "x", "--permission", "a:pull"
+    )
+    assert missing.returncode == 1 and "no project nope" in missing.stderr
+    assert "robot$team+from-cli" not in wharf_robot(basic, capsys, "list").stdout  # system only
+    revoked = wharf_robot(basic, capsys, "revoke", "robot$team+from-cli")
+    assert revoked.returncode == 0, revoked.stderr
+    with robot_client(basic, robot) as c:
+        assert c.get("/v2/team/app/tags/list").status_code == 401
+
+
+def test_postgres(tmp_path: Path, postgres: PostgresCluster) -> None:
+    """The same on PostgreSQL metadata: create, push, the project's delete cascades."""
+    config = {**basic_config(tmp_path), "database": {"url": postgres.create_database()}}
+    server = WharfServer(tmp_path / "server", config).start()
+    try:
+        with as_user(server, "admin") as admin:
+            assert admin.post("/api/projects", json={"name": "team"}).status_code == 201
+            admin.put("/api/projects/team/members/user/mary", json={"role": "maintainer"})
+        made = create(server, "mary", "ci")
+        with robot_client(server, made) as robot:
+            push_image(robot, "team/app", "v1", [b"postgres robot layer"])
+            assert robot.post("/v2/team/other/blobs/uploads/").status_code == 403
+        with as_user(server, "admin") as admin:
+            assert admin.delete("/api/projects/team?force=true").status_code == 204
+        with robot_client(server, made) as robot:
+            assert robot.get("/v2/team/app/tags/list").status_code == 401
+    finally:
+        server.stop()
