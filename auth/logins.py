@@ -50,8 +50,11 @@ from auth.throttle import LoginThrottle
 log = logging.getLogger("wharf.auth")
 
 ROBOT_PREFIX = "robot$"
-# (name, secret) -> the robot's groups, or None (unknown, wrong secret, expired)
-RobotCheck = Callable[[str, str], Awaitable[Iterable[str] | None]]
+PROJECT_ROBOT_SEPARATOR = "+"  # robot$PROJECT+NAME: a robot scoped to a project
+MAX_SCOPED = 10_000  # project robots' identities remembered per worker (token mode)
+# (name, secret) -> a system robot's groups, a project robot's whole identity (with its
+# grants), or None (unknown, wrong secret, expired)
+RobotCheck = Callable[[str, str], Awaitable[Iterable[str] | Identity | None]]
 # (source, result, seconds): result is "success", "failure" or "error"
 LoginObserver = Callable[[str, str, float], None]
 Sleep = Callable[[float], Awaitable[None]]
@@ -112,6 +115,9 @@ class Logins:
     _pending: dict[bytes, asyncio.Task[Login | None]] = field(
         init=False, repr=False, default_factory=dict
     )
+    # the last identity of each project robot that logged in here (token mode names
+    # callers by the token's subject only)
+    _scoped: dict[str, Identity] = field(init=False, repr=False, default_factory=dict)
 
     def source_of(self, user: str) -> str:
         """Which source a name belongs to (before its password is checked)."""
@@ -208,6 +214,11 @@ class Logins:
             groups = await self.robots(user, password) if self.robots is not None else None
             if groups is None:
                 return None, source
+            if isinstance(groups, Identity):  # a project robot: its grants, nothing else
+                if len(self._scoped) >= MAX_SCOPED:
+                    self._scoped.clear()
+                self._scoped[user] = groups
+                return Login(groups, "robot"), source
             return Login(self.policy.identity(user, groups), "robot"), source
         if source == "htpasswd" and self.htpasswd is not None:
             if await self.htpasswd.authenticate(user, password):
@@ -239,9 +250,18 @@ class Logins:
 
     def identity(self, name: str) -> Identity:
         """The identity of a user named by a token, with its cached LDAP groups and local
-        admin flag (no LDAP or database call: a bearer request never reaches them)."""
+        admin flag (no LDAP or database call: a bearer request never reaches them). A
+        project robot is its identity at its last login here, else one that may nothing
+        (never a user's rules and roles)."""
+        if is_project_robot(name):
+            return self._scoped.get(name) or Identity(name, grants=())
         extra = self.ldap.cached_groups(name) if self.ldap is not None else frozenset()
         identity = self.policy.identity(name, extra)
         if self.local is not None and self.local.admin(name):
             identity = Identity(identity.name, identity.groups, admin=True)
         return identity
+
+
+def is_project_robot(name: str) -> bool:
+    """``robot$PROJECT+NAME`` (a system robot's name has no ``+``)."""
+    return name.startswith(ROBOT_PREFIX) and PROJECT_ROBOT_SEPARATOR in name

@@ -17,6 +17,10 @@ which rule decided and why.
 A policy may also be given a :class:`RoleSource` (the projects' roles and public
 projects, answered from memory): the actions it gives are **added** to those of the
 rules. A rule never takes away what a role gives.
+
+A caller whose :class:`Identity` carries ``grants`` (a robot account scoped to a project)
+is decided by its grants alone: exactly their actions on the repositories they name,
+nothing elsewhere, whatever rules, roles, public projects or ``admins`` say.
 """
 
 from __future__ import annotations
@@ -40,13 +44,44 @@ _SUBJECT_NAMES = {
 
 
 @dataclass(frozen=True, slots=True)
+class Grant:
+    """Actions on some repositories of one project (a project robot's permission):
+    ``patterns`` are globs relative to the project (``app``, ``tools/*``, ``*``; ``*``
+    matches across slashes). ``toplevel``: the project is the default one, which also
+    holds the names without a slash (``nginx``)."""
+
+    project: str
+    patterns: tuple[str, ...]
+    actions: frozenset[str]
+    toplevel: bool = False
+
+    def matches(self, repository: str) -> bool:
+        if repository.startswith(self.project + "/"):
+            rest = repository[len(self.project) + 1 :]
+        elif self.toplevel and "/" not in repository:
+            rest = repository
+        else:
+            return False
+        return any(_glob(p).fullmatch(rest) for p in self.patterns)
+
+    def describe(self) -> str:
+        where = ", ".join(f"{self.project}/{p}" for p in self.patterns)
+        return f"{where} -> {','.join(sorted(self.actions)) or 'nothing'}"
+
+
+@dataclass(frozen=True, slots=True)
 class Identity:
     """A caller who logged in: a user name, the groups it belongs to, and whether its
-    source made it a system administrator (a local user with the ``admin`` flag)."""
+    source made it a system administrator (a local user with the ``admin`` flag).
+
+    ``grants`` (None for every ordinary caller) makes it a scoped caller, a robot
+    account of a project: it may do exactly what the grants give (see :class:`Grant`),
+    never more through rules, roles or ``admins``."""
 
     name: str
     groups: frozenset[str] = frozenset()
     admin: bool = False
+    grants: tuple[Grant, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,17 +218,24 @@ class Policy:
         return Identity(name, frozenset(groups | set(extra_groups)))
 
     def is_admin(self, who: Identity | None) -> bool:
-        return who is not None and (who.admin or self.admins.contains(who))
+        if who is None or who.grants is not None:
+            return False
+        return who.admin or self.admins.contains(who)
 
     def may_list_catalog(self, who: Identity | None) -> bool:
         """``registry:catalog:*``: the full catalog, not only pullable repositories."""
+        if who is not None and who.grants is not None:
+            return False  # a project robot's catalog shows what it may pull
         if self.is_admin(who) or self.catalog_readers.contains(who):
             return True
         return who is not None and self.open_to_authenticated
 
     def explain(self, who: Identity | None, repository: str) -> Decision:
         """The actions ``who`` (None: anonymous) has on ``repository``, and the reason:
-        an administrator's everything, else the rules' actions plus the roles'."""
+        an administrator's everything, else the rules' actions plus the roles'; for a
+        scoped caller (a project robot), its grants alone."""
+        if who is not None and who.grants is not None:
+            return _explain_grants(who, who.grants, repository)
         decision = self._explain_rules(who, repository)
         if self.roles is None or ALL in decision.actions:
             return decision
@@ -248,3 +290,16 @@ class Policy:
     def allowed(self, who: Identity | None, repository: str) -> frozenset[str]:
         """The actions (``*`` spelt out) ``who`` has on ``repository``."""
         return self.explain(who, repository).expanded
+
+
+def _explain_grants(who: Identity, grants: tuple[Grant, ...], repository: str) -> Decision:
+    """A scoped caller's actions: the union of its grants that match ``repository``."""
+    matching = [g for g in grants if g.matches(repository)]
+    if not matching:
+        reason = f"{who.name} is scoped to its permissions, none of which names {repository}"
+        return Decision(frozenset(), reason)
+    actions = frozenset().union(*(g.actions for g in matching))
+    reason = f"{who.name} is scoped to its permissions: " + "; ".join(
+        g.describe() for g in matching
+    )
+    return Decision(frozenset(actions), reason)

@@ -11,7 +11,7 @@ from contextlib import AsyncExitStack
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from registry.accounts.setup import build_auth, start_auth
+from registry.accounts.setup import build_auth, start_auth, start_project_robots
 from registry.accounts.token import TokenEndpoint, build_token_endpoint
 from registry.api.access import CALLER_KEY, OPEN
 from registry.api.context import Services
@@ -29,7 +29,7 @@ from registry.metrics import Metrics
 from registry.middleware.auth import DISTRIBUTION, METRICS, MOUNTED, AuthMiddleware
 from registry.middleware.errors import ErrorMiddleware
 from registry.middleware.observe import ObserveMiddleware
-from registry.projects.setup import build_directory, quota_access, start_projects
+from registry.projects.setup import build_directory, quota_access, robots_access, start_projects
 from registry.quotas.setup import gc_removed, start_quotas
 from registry.search.setup import facts_reader, start_search
 from registry.service.blobs import BlobService
@@ -174,6 +174,8 @@ class Wharf:
         )
         if self._auth is not None:  # robot accounts, LDAP group refresh, login metrics (#4)
             start_auth(self._auth, self.services, self.metrics, self._stack, self.mount)
+            # project robots (#15): managed by the project's maintainers (the roles)
+            start_project_robots(self.services, self.mount, robots_access(self.projects))
         search = start_search(self.services, self.mount)  # search (#8)
         start_ui(self.services, search, self.mount, self._auth)  # web UI (#8)
         outbox = start_events(self.services, self.metrics.registry, self._stack, self.mount)

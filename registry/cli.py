@@ -168,6 +168,7 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
+    from auth.logins import is_project_robot
     from registry.accounts.setup import build_policy
     from registry.projects.cli import load_directory
     from registry.projects.setup import build_directory
@@ -181,6 +182,10 @@ def _explain(args: argparse.Namespace) -> int:
         roles, note = None, f"projects not read ({type(e).__name__}): the config's rules only"
     policy = build_policy(settings.auth.policy, roles)
     who = None if args.user in ("-", "anonymous") else policy.identity(args.user)
+    if who is not None and is_project_robot(args.user):  # its permissions, from the database
+        from registry.accounts.cli import robot_identity
+
+        who = robot_identity(settings.database_url, args.user, settings.projects.default)
     decision = policy.explain(who, args.repository)
     actions = ",".join(sorted(decision.expanded)) or "nothing"
     print(f"{args.user} on {args.repository}: {actions}")

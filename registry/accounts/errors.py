@@ -70,3 +70,12 @@ class UserConflict(RegistryError):
     """A local user of that name exists already (HTTP 409)."""
 
     code, status, default_message = "USER_EXISTS", 409, "user exists already"
+
+
+class RobotFieldsInvalid(ValueError):
+    """A project robot request with fields that cannot be used: ``problems`` maps each
+    field (``name``, ``permissions[0].repositories[1]``, ...) to what is wrong with it."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{k}: {v}" for k, v in problems.items()))

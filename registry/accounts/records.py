@@ -24,8 +24,22 @@ GROUP_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,127}")
 
 
 @dataclass(frozen=True)
+class Permission:
+    """What a project robot may do: ``actions`` on the repositories of its project
+    matching ``repositories`` (globs relative to the project)."""
+
+    repositories: tuple[str, ...]
+    actions: tuple[str, ...]
+
+    def as_json(self) -> dict[str, object]:
+        return {"repositories": list(self.repositories), "actions": list(self.actions)}
+
+
+@dataclass(frozen=True)
 class Robot:
-    """A robot account (never with its secret)."""
+    """A robot account (never with its secret): a system robot (``project`` None, with
+    groups for ``auth.policy``) or a project robot (``robot$PROJECT+NAME``, with
+    permissions inside its project)."""
 
     name: str
     description: str
@@ -33,12 +47,14 @@ class Robot:
     created_by: str | None
     created_at: datetime
     expires_at: datetime | None
+    project: str | None = None
+    permissions: tuple[Permission, ...] = ()
 
     def expired(self, now: datetime | None = None) -> bool:
         return self.expires_at is not None and self.expires_at <= (now or datetime.now(UTC))
 
     def as_json(self) -> dict[str, object]:
-        return {
+        found: dict[str, object] = {
             "name": self.name,
             "description": self.description,
             "groups": list(self.groups),
@@ -47,6 +63,11 @@ class Robot:
             "expires_at": _iso(self.expires_at) if self.expires_at else None,
             "expired": self.expired(),
         }
+        if self.project is not None:
+            del found["groups"]
+            found["project"] = self.project
+            found["permissions"] = [p.as_json() for p in self.permissions]
+        return found
 
 
 def _iso(when: datetime) -> str:

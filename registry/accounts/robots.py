@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from registry.accounts import records, store
+from auth.policy import Identity
+from registry.accounts import records, robot_grants, store
 from registry.accounts.errors import RobotNameInvalid
 from registry.accounts.records import Robot
 from registry.durations import parse_duration
@@ -44,8 +45,9 @@ class NewRobot:
 class RobotAccounts:
     """Robot accounts in the metadata database."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, default_project: str = "library") -> None:
         self.db = db
+        self.default_project = default_project  # which project robots see top-level names
 
     async def create(
         self,
@@ -91,9 +93,14 @@ class RobotAccounts:
             return False
         return await self.db.run_write(store.delete_robot, full)
 
-    async def check(self, name: str, secret: str) -> list[str] | None:
-        """The robot's groups if ``secret`` is right and it has not expired, else None."""
+    async def check(self, name: str, secret: str) -> list[str] | Identity | None:
+        """If ``secret`` is right and the robot has not expired: a system robot's groups,
+        a project robot's identity (its grants); else None."""
         if not records.is_robot(name) or not secret or len(secret) > 200:
             return None
         robot = await self.db.run_read(store.check_robot, name, secret)
-        return list(robot.groups) if robot is not None else None
+        if robot is None:
+            return None
+        if robot.project is not None:
+            return robot_grants.identity(robot, self.default_project)
+        return list(robot.groups)

@@ -23,6 +23,9 @@ from auth.policy import Identity, Policy, RoleSource, Rule, Subjects
 from auth.throttle import LoginThrottle
 from auth.tokens import TokenVerifier
 from registry.accounts.api import PREFIX, RobotsAPI
+from registry.accounts.project_robots import ProjectRobots
+from registry.accounts.project_robots_api import PREFIX as PROJECT_ROBOTS_PREFIX
+from registry.accounts.project_robots_api import ProjectRobotsAPI, RobotAccess, handles
 from registry.accounts.robots import RobotAccounts
 from registry.accounts.user_logins import UserLogins
 from registry.accounts.users import Reserved, UserAccounts
@@ -215,7 +218,7 @@ def start_auth(
 ) -> None:
     """At startup, with auth on: robot logins against the database, ``/api/robots``,
     login metrics, and the LDAP group refresh (cancelled and closed at shutdown)."""
-    robots = RobotAccounts(services.meta.db)
+    robots = RobotAccounts(services.meta.db, services.settings.projects.default)
 
     def observe(source: str, result: str, seconds: float) -> None:
         metrics.logins.labels(source, result).inc()
@@ -249,6 +252,18 @@ def start_auth(
             local.selfregistration,
         )
         mount(USERS_PREFIX, api)
+
+
+def start_project_robots(
+    services: Services,
+    mount: Callable[[str, ASGIApp, Callable[[str], bool]], None],
+    access: RobotAccess,
+) -> None:
+    """With auth on: serve ``/api/projects/NAME/robots[/ROBOT]`` (mounted for these paths
+    only, before the projects API that serves the rest of ``/api/projects``); ``access``:
+    who may manage a project's robots (the projects feature's roles)."""
+    api = ProjectRobotsAPI(ProjectRobots(services.meta.db), access)
+    mount(PROJECT_ROBOTS_PREFIX, api, handles)
 
 
 def reserved_names(htpasswd: Htpasswd | None) -> Reserved:

@@ -11,12 +11,21 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from registry.accounts.errors import RobotExists
-from registry.accounts.records import Robot, aware, hash_secret
+from registry.accounts.records import Permission, Robot, aware, hash_secret
 from registry.accounts.tables import robots
 
 
-def _robot(row: object) -> Robot:
+def robot_of(row: object) -> Robot:
+    """The record of a ``robots`` row (a project robot's project from its name,
+    ``robot$PROJECT+NAME``: a project name has no ``+``)."""
     r = row._mapping  # type: ignore[attr-defined]
+    project = None
+    if r["project_id"] is not None:
+        project = r["name"][len("robot$") :].partition("+")[0]
+    permissions = tuple(
+        Permission(tuple(p["repositories"]), tuple(p["actions"]))
+        for p in json.loads(r["permissions"] or "[]")
+    )
     return Robot(
         name=r["name"],
         description=r["description"] or "",
@@ -24,6 +33,8 @@ def _robot(row: object) -> Robot:
         created_by=r["created_by"],
         created_at=aware(r["created_at"]),
         expires_at=aware(r["expires_at"]) if r["expires_at"] else None,
+        project=project,
+        permissions=permissions,
     )
 
 
@@ -58,18 +69,22 @@ def create_robot(
 
 
 def list_robots(conn: Connection) -> list[Robot]:
-    rows = conn.execute(select(robots).order_by(robots.c.name)).all()
-    return [_robot(r) for r in rows]
+    """The system robots (a project's robots are listed with its project)."""
+    query = select(robots).where(robots.c.project_id.is_(None)).order_by(robots.c.name)
+    rows = conn.execute(query).all()
+    return [robot_of(r) for r in rows]
 
 
 def get_robot(conn: Connection, name: str) -> Robot | None:
+    """A robot by its full name (a system or a project robot)."""
     row = conn.execute(select(robots).where(robots.c.name == name)).first()
-    return _robot(row) if row is not None else None
+    return robot_of(row) if row is not None else None
 
 
 def delete_robot(conn: Connection, name: str) -> bool:
-    """Revoke (delete) a robot; False if there was none."""
-    return bool(conn.execute(delete(robots).where(robots.c.name == name)).rowcount)
+    """Revoke (delete) a system robot; False if there was none."""
+    query = delete(robots).where(robots.c.name == name, robots.c.project_id.is_(None))
+    return bool(conn.execute(query).rowcount)
 
 
 def check_robot(conn: Connection, name: str, secret: str) -> Robot | None:
@@ -81,5 +96,5 @@ def check_robot(conn: Connection, name: str, secret: str) -> Robot | None:
         return None
     if not hmac.compare_digest(given, row._mapping["secret_sha256"]):
         return None
-    robot = _robot(row)
+    robot = robot_of(row)
     return None if robot.expired() else robot

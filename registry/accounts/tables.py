@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, DateTime, Integer, String, Table, Text
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+)
 
 from registry.meta.tables import metadata, name_type
 
@@ -17,6 +27,17 @@ robots = Table(
     Column("created_by", String(255), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=True),
+    # a project robot (``robot$PROJECT+NAME``, migration 0013): its project (NULL for a
+    # system robot; deleting the project deletes its robots) and its permissions there,
+    # a JSON list of {"repositories": [patterns inside the project], "actions": [...]}
+    Column(
+        "project_id",
+        Integer,
+        ForeignKey("projects.id", ondelete="CASCADE", name="fk_robots_project_id"),
+        nullable=True,
+    ),
+    Column("permissions", Text, nullable=False, default="[]"),
+    Index("ix_robots_project_id", "project_id"),
 )
 
 # Local users (issue #15, Harbor's "database" auth mode), beside htpasswd and LDAP. The

@@ -42,8 +42,9 @@ class Entry:
         return cls(project.name, project.public, users, groups)
 
     def role(self, who: Identity | None) -> tuple[str, str] | None:
-        """(the highest role of ``who`` here, how it has it), or None."""
-        if who is None:
+        """(the highest role of ``who`` here, how it has it), or None. A project robot
+        (an identity with grants) has no role anywhere, even if named as a member."""
+        if who is None or who.grants is not None:
             return None
         best: tuple[str, str] | None = None
         role = self.users.get(who.name)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
 from starlette.types import ASGIApp, Scope
@@ -26,8 +26,10 @@ from registry.periodic import Periodic
 from registry.projects import store
 from registry.projects.api import PREFIX, ProjectsAPI
 from registry.projects.directory import ProjectDirectory
+from registry.projects.errors import ProjectUnknown
 from registry.projects.hook import CreateOnPush
 from registry.projects.manage import Projects
+from registry.projects.roles import MAINTAINER, RANK
 
 log = logging.getLogger("wharf.projects")
 # after a push created a project: how long to wait for its commit before reloading again
@@ -126,5 +128,31 @@ def quota_access(directory: ProjectDirectory) -> Callable[[Scope, str, bool], No
         if role is None or (write and role != "owner"):
             need = "an owner" if write else "a member"
             raise Denied(f"{caller.name} is not {need} of project {project}")
+
+    return check
+
+
+def robots_access(directory: ProjectDirectory) -> Callable[[Scope, str], Awaitable[None]]:
+    """Who may manage a project's robot accounts (the roles' matrix, docs/projects.md):
+    its maintainers and owners, and system administrators. A project the caller may not
+    see (private, no role) or that does not exist answers 404, as the projects API."""
+
+    async def check(scope: Scope, project: str) -> None:
+        caller = caller_of(scope)
+        if caller is None or caller.name is None:
+            raise Unauthorized("credentials required")
+        await directory.settle(f"{project}/robots")  # a project just made elsewhere
+        entry = directory.get(project)
+        if entry is None:
+            raise ProjectUnknown(
+                f"project {project} does not exist", detail={"name": project[:100]}
+            )
+        if is_open(scope) or caller.admin:
+            return
+        role = directory.role(caller.identity, project)
+        if role is None and not entry.public:
+            raise ProjectUnknown(detail={"name": project[:100]})
+        if role is None or RANK[role] < RANK[MAINTAINER]:
+            raise Denied(f"{caller.name} is not a maintainer or owner of project {project}")
 
     return check

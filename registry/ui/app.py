@@ -387,6 +387,10 @@ class WebUI:
         if who is None:
             context = {"next": target, "error": "Wrong user name or password.", "username": user}
             return self.page(request, session, "login.html", context, status=401)
+        if who.grants is not None:  # a project robot: a session would not keep its grants
+            error = "Robot accounts of a project cannot sign in to the web pages."
+            context = {"next": target, "error": error, "username": user}
+            return self.page(request, session, "login.html", context, status=403)
         # a new session (and CSRF token) on every sign-in: no fixation
         session.user, session.groups = who.name, tuple(sorted(who.groups))
         session.csrf, session.changed = Session().csrf, True
