@@ -171,6 +171,8 @@ class ProjectsAPI:
     async def _managed(self, asker: Asker, name: str) -> Project:
         found = await self._visible(asker, name)
         if not asker.may_manage(found):
+            if asker.name is None:  # a public project: anonymous callers are asked to log in
+                raise Unauthorized("credentials required to manage this project")
             raise Denied(f"{asker.name} is not an owner of project {name}")
         return found
 

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import base64
+import re
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +84,51 @@ def start_token(workdir: Path) -> WharfServer:
     server.start()
     make_team(server, token=True)
     return server
+
+
+class ChallengeAuth(httpx.Auth):
+    """What a registry client does: Basic credentials first; on a ``Bearer`` challenge, a
+    token from the challenge's realm for its service and scope (with the credentials, or
+    anonymously), then the request again with it. Works in Basic and in token mode."""
+
+    requires_response_body = True
+
+    def __init__(self, user: str | None, password: str | None = None) -> None:
+        self.basic: str | None = None
+        if user is not None:
+            secret = USERS[user] if password is None else password
+            pair = base64.b64encode(f"{user}:{secret}".encode()).decode()
+            self.basic = f"Basic {pair}"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self.basic:
+            request.headers["Authorization"] = self.basic
+        response = yield request
+        challenge = response.headers.get("www-authenticate", "")
+        if response.status_code != 401 or not challenge.lower().startswith("bearer "):
+            return
+        params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+        query = {k: params[k] for k in ("service", "scope") if k in params}
+        asked = httpx.Request("GET", params["realm"], params=query)
+        if self.basic:
+            asked.headers["Authorization"] = self.basic
+        answer = yield asked
+        if answer.status_code != 200:
+            return
+        request.headers["Authorization"] = f"Bearer {answer.json()['token']}"
+        yield request
+
+
+def registry_client(
+    server: WharfServer, user: str | None, password: str | None = None
+) -> httpx.Client:
+    """An HTTP client acting as ``user`` (None: anonymous; the password of ``USERS``
+    unless given) the way registry clients do (see ``ChallengeAuth``), on /v2/ and
+    /api/ alike, in either mode."""
+    return server.client(auth=ChallengeAuth(user, password))
+
+
+def refused_status(server: WharfServer, user: str | None) -> int:
+    """What /v2/ answers a request the caller may not make: 401 without credentials or
+    in token mode (``insufficient_scope``), else 403."""
+    return 401 if user is None or "tokenserver" in server.config["auth"] else 403
