@@ -19,7 +19,7 @@ import pytest
 from registry.cli import main
 from tests.support.oci import push_blob, push_image
 from tests.support.postgres import PostgresCluster
-from tests.support.projects import as_user, basic_config, error, make_team, start_token
+from tests.support.projects import as_user, basic_config, error, start_basic, start_token
 from tests.support.server import WharfServer
 
 CI_PERMISSIONS = [
@@ -30,9 +30,7 @@ CI_PERMISSIONS = [
 
 @pytest.fixture(scope="module")
 def basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WharfServer]:
-    workdir = tmp_path_factory.mktemp("project-robots-basic")
-    server = WharfServer(workdir / "server", basic_config(workdir)).start()
-    make_team(server)
+    server = start_basic(tmp_path_factory.mktemp("project-robots-basic"))
     yield server
     server.stop()
 

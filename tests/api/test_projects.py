@@ -23,7 +23,7 @@ from tests.support.projects import (
     basic_config,
     bearer,
     error,
-    make_team,
+    start_basic,
     start_token,
 )
 from tests.support.server import WharfServer, _merge
@@ -31,9 +31,7 @@ from tests.support.server import WharfServer, _merge
 
 @pytest.fixture(scope="module")
 def basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WharfServer]:
-    workdir = tmp_path_factory.mktemp("projects-basic")
-    server = WharfServer(workdir / "server", basic_config(workdir)).start()
-    make_team(server)
+    server = start_basic(tmp_path_factory.mktemp("projects-basic"))
     yield server
     server.stop()
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.clients import CommandFailed, Skopeo
 from tests.support.images import ImageSet
-from tests.support.projects import as_user, basic_config, make_team, start_token
+from tests.support.projects import as_user, start_team
 from tests.support.server import WharfServer
 
 pytestmark = pytest.mark.e2e
@@ -23,12 +23,7 @@ DEST = "--dest-tls-verify=false"
 def secured(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WharfServer]:
-    workdir = tmp_path_factory.mktemp(f"project-robots-{request.param}")
-    if request.param == "basic":
-        server = WharfServer(workdir / "server", basic_config(workdir)).start()
-        make_team(server)
-    else:
-        server = start_token(workdir)
+    server = start_team(tmp_path_factory.mktemp(f"project-robots-{request.param}"), request.param)
     yield server
     server.stop()
 

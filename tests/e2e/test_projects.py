@@ -15,11 +15,9 @@ from tests.support.oci import OCI_MANIFEST, push_image
 from tests.support.projects import (
     USERS,
     as_user,
-    basic_config,
-    make_team,
     refused_status,
     registry_client,
-    start_token,
+    start_team,
 )
 from tests.support.server import WharfServer
 
@@ -32,12 +30,7 @@ PLAIN = "--tls-verify=false"
 def secured(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WharfServer]:
-    workdir = tmp_path_factory.mktemp(f"projects-{request.param}")
-    if request.param == "basic":
-        server = WharfServer(workdir / "server", basic_config(workdir)).start()
-        make_team(server)
-    else:
-        server = start_token(workdir)
+    server = start_team(tmp_path_factory.mktemp(f"projects-{request.param}"), request.param)
     yield server
     server.stop()
 

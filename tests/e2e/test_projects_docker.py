@@ -16,11 +16,9 @@ from tests.support.clients import Dockerd, Skopeo, run
 from tests.support.images import ImageSet
 from tests.support.projects import (
     USERS,
-    basic_config,
-    make_team,
     refused_status,
     registry_client,
-    start_token,
+    start_team,
 )
 from tests.support.server import WharfServer
 
@@ -37,12 +35,7 @@ ACCEPT = {
 def secured(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WharfServer]:
-    workdir = tmp_path_factory.mktemp(f"projects-docker-{request.param}")
-    if request.param == "basic":
-        server = WharfServer(workdir / "server", basic_config(workdir)).start()
-        make_team(server)
-    else:
-        server = start_token(workdir)
+    server = start_team(tmp_path_factory.mktemp(f"projects-docker-{request.param}"), request.param)
     yield server
     server.stop()
 

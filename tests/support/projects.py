@@ -73,6 +73,18 @@ def bearer(server: WharfServer, user: str | None, scope: str) -> httpx.Client:
     return server.client(headers={"Authorization": f"Bearer {token}"})
 
 
+def start_basic(workdir: Path) -> WharfServer:
+    """A Basic-mode server (htpasswd, no rules) with team and pub made."""
+    server = WharfServer(workdir / "server", basic_config(workdir)).start()
+    make_team(server)
+    return server
+
+
+def start_team(workdir: Path, mode: str) -> WharfServer:
+    """:func:`start_basic` or :func:`start_token`, by ``mode`` ("basic" or "token")."""
+    return start_basic(workdir) if mode == "basic" else start_token(workdir)
+
+
 def start_token(workdir: Path) -> WharfServer:
     """A token-mode server (the built-in token service) with team and pub made."""
     server = WharfServer(workdir / "server")
