@@ -505,13 +505,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: str, timeout: float = 120.0) -> None:
+def wait_ready(
+    url: str, proc: subprocess.Popen[bytes], log: str, timeout: float = 120.0, path: str = "/v2/"
+) -> None:
+    """Until ``url`` + ``path`` answers 200 (``/healthz`` for a server with auth)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited with {proc.returncode}; log:\n{tail(log)}")
         try:
-            with urllib.request.urlopen(url + "/v2/", timeout=2) as r:
+            with urllib.request.urlopen(url + path, timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:
