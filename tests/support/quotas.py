@@ -9,11 +9,11 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import Connection
 
 from tests.support.server import WharfServer
 
@@ -30,31 +30,25 @@ def database_url(server: WharfServer) -> str:
     return str(url) if url else f"sqlite+aiosqlite:///{server.root / 'wharf.db'}"
 
 
-def make_project(server: WharfServer, name: str, quota: int | None = None) -> None:
-    """A row in ``projects`` (the projects feature makes them; here as migration 0011 did)."""
-    from sqlalchemy import Connection, insert
+def add_project(conn: Connection, name: str, quota: int | None = None) -> None:
+    """Project ``name`` (private, no members), with ``quota`` if given: through the
+    projects' and the quotas' own SQL, each raising the revision the servers watch."""
+    from registry.projects import store as project_store
+    from registry.quotas import store as quota_store
 
+    project_store.create_project(conn, name, False, "", None, "tests")
+    if quota is not None:
+        assert quota_store.set_quota(conn, name, quota)
+
+
+def make_project(server: WharfServer, name: str, quota: int | None = None) -> None:
+    """:func:`add_project` in the server's database."""
     from registry.meta.db import Database
-    from registry.projects.tables import projects
 
     async def write() -> None:
         db = Database(database_url(server), 1)
-        now = datetime.now(UTC)
-
-        def add(conn: Connection) -> None:
-            conn.execute(
-                insert(projects).values(
-                    name=name,
-                    public=False,
-                    description="",
-                    quota_bytes=quota,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-
         try:
-            await db.run_write(add)
+            await db.run_write(add_project, name, quota)
         finally:
             await db.close()
 

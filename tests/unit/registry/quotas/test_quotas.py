@@ -4,12 +4,11 @@ enforced there, GC's removals seam, and the recount (registry/quotas/). SQLite."
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
 from registry.content.names import project_of
 from registry.gc.collector import Collector, GCOptions
@@ -17,7 +16,6 @@ from registry.meta.db import Database
 from registry.meta.migrate import ensure_schema
 from registry.meta.records import NewManifest
 from registry.meta.store import MetadataStore
-from registry.projects.tables import projects
 from registry.quotas import store as quota_store
 from registry.quotas.errors import QuotaExceeded
 from registry.quotas.hook import QuotaAccounting, QuotaEvent, QuotaMetrics, crossed
@@ -25,6 +23,7 @@ from registry.quotas.names import format_size, parse_size
 from registry.quotas.service import QuotaService
 from registry.quotas.tables import project_usage
 from storage.filesystem import FilesystemDriver
+from tests.support.quotas import add_project
 
 
 def d(c: str) -> str:
@@ -56,21 +55,7 @@ class World:
         self.quotas = QuotaService(db, "library")
 
     async def project(self, name: str, quota: int | None = None) -> None:
-        now = datetime.now(UTC)
-
-        def write(conn: Connection) -> None:
-            conn.execute(
-                insert(projects).values(
-                    name=name,
-                    public=False,
-                    description="",
-                    quota_bytes=quota,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-
-        await self.db.run_write(write)
+        await self.db.run_write(add_project, name, quota)
 
     async def used(self, project: str) -> int:
         return (await self.quotas.usage(project)).bytes
