@@ -114,6 +114,19 @@ def list_projects(
     return [_project(r) for r in conn.execute(query).all()]
 
 
+def _insert_member(
+    conn: Connection,
+    project_id: int,
+    kind: str,
+    name: str,
+    role: str,
+    added_by: str | None,
+    now: datetime,
+) -> None:
+    row = {"project_id": project_id, "kind": kind, "name": name, "role": role}
+    conn.execute(insert(project_members).values(**row, added_by=added_by, added_at=now))
+
+
 def create_project(
     conn: Connection,
     name: str,
@@ -144,16 +157,7 @@ def create_project(
         raise ProjectExists(name) from None
     project_id = conn.execute(select(projects.c.id).where(projects.c.name == name)).scalar_one()
     if owner is not None:
-        conn.execute(
-            insert(project_members).values(
-                project_id=project_id,
-                kind="user",
-                name=owner,
-                role=OWNER,
-                added_by=created_by,
-                added_at=now,
-            )
-        )
+        _insert_member(conn, project_id, "user", owner, OWNER, created_by, now)
     bump(conn)
     found = get_project(conn, name)
     assert found is not None
@@ -280,16 +284,7 @@ def put_member(
     old = conn.execute(select(project_members).where(key)).first()
     if old is None:
         now = _now()
-        conn.execute(
-            insert(project_members).values(
-                project_id=project_id,
-                kind=kind,
-                name=name,
-                role=role,
-                added_by=added_by,
-                added_at=now,
-            )
-        )
+        _insert_member(conn, project_id, kind, name, role, added_by, now)
         bump(conn)
         return Member(kind, name, role, added_by, now), True
     if old._mapping["role"] == OWNER and role != OWNER and _owners(conn, project_id) <= 1:
