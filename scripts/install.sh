@@ -21,6 +21,8 @@ if [[ $WITH_TESTS == 1 ]]; then
   APT_PKGS+=(slapd ldap-utils)
   # Chromium for the web UI tests (driven by the playwright package; never `playwright install`)
   APT_PKGS+=(chromium)
+  # libfaketime: tests move a real server's clock (retention ages, leases) without sleeping
+  APT_PKGS+=(faketime)
 fi
 missing=()
 for p in "${APT_PKGS[@]}"; do

@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import yaml
 
+from tests.support.clock import ServerClock
+
 # every server started in this test session, so a fixture can read what each answered
 _started: dict[int, WharfServer] = {}
 _FIVE_XX = re.compile(rb'"status":(5\d\d)\b')
@@ -55,8 +57,14 @@ class WharfServer:
 
     config_option: tuple[str, ...] = ()  # ("--config",): `wharf serve --config FILE`
 
-    def __init__(self, workdir: Path, config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict[str, Any] | None = None,
+        clock: ServerClock | None = None,
+    ) -> None:
         self.workdir = workdir
+        self.clock = clock  # the process's wall clock, moved by the test (libfaketime)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.debug_port = free_port()
@@ -96,6 +104,8 @@ class WharfServer:
         _started[id(self)] = self
         self.config_path.write_text(yaml.safe_dump(self.config))
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        if self.clock is not None:
+            env.update(self.clock.env())
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [
