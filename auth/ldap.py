@@ -330,6 +330,22 @@ class LdapDirectory:
             raise LdapUnavailable(str(e)) from None
         return LdapUser(name, dn, groups)
 
+    def groups_of(self, user: str) -> frozenset[str] | None:
+        """The groups of ``user`` found with the service account (no password: for
+        ``wharf policy explain``); None if no such user. Raises :class:`LdapUnavailable`."""
+        if not valid_name(user):
+            return None
+        o = self.options
+        if o.userdn:
+            dn, name = o.userdn.replace("{user}", escape_rdn(user)), user
+            return self.lookup(dn, name)
+        found = self._with_service(lambda c: self._find(c, user))
+        if found is None:
+            return None
+        dn, name = found
+        groups: frozenset[str] = self._with_service(lambda c: self._groups(c, dn, name))
+        return groups
+
     def lookup(self, dn: str, name: str) -> frozenset[str] | None:
         """The current groups of a known user (service account); None if it is gone."""
 

@@ -288,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         "--start-postgres", action="store_true",
         help="a private PostgreSQL (tests/support/postgres.py) with one database per server",
     )  # fmt: skip
+    p.add_argument(
+        "--workers", type=int, default=0, help="http.workers of both servers (0: the default)"
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     args = p.parse_args(argv)
     args.conc = [int(c) for c in args.concurrency.split(",") if c.strip()]
@@ -307,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
                [("quota", shape.quota_project), ("no quota", shape.free_project)]),
         Server("B", workdir / "B", args.database_b, "ruler", [("no quota", shape.quota_project)]),
     ]  # fmt: skip
+    for server in servers:
+        server.workers = args.workers
     try:
         if args.start_postgres:
             from tests.support.postgres import PostgresCluster, find_bindir

@@ -274,6 +274,7 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     target: rb.Target | None = None
     tokens: dict[int, str] = field(default_factory=dict)
+    workers: int = 0  # http.workers: 0 is the default (one per CPU)
 
     @property
     def basic(self) -> str:
@@ -300,7 +301,7 @@ class Server:
             }
         cfg: dict[str, Any] = {
             "version": "0.1",
-            "http": {"addr": f"127.0.0.1:{port}"},
+            "http": {"addr": f"127.0.0.1:{port}", "workers": self.workers},
             "storage": {
                 "filesystem": {"rootdirectory": str(self.root)},
                 "delete": {"enabled": True},

@@ -11,7 +11,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
@@ -36,6 +36,9 @@ from registry.quotas.hook import gc_removed
 from registry.search.cli import add_commands as search_commands
 from replicator.cli import add_commands as replicator_commands
 from replicator.mirror_store import MirrorRoots
+
+if TYPE_CHECKING:
+    from auth.policy import Identity, Policy
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -186,6 +189,9 @@ def _explain(args: argparse.Namespace) -> int:
         from registry.accounts.cli import robot_identity
 
         who = robot_identity(settings.database_url, args.user, settings.projects.default)
+    if who is not None and not is_project_robot(args.user):
+        who, found = _local_or_ldap(settings, policy, args.user)
+        note = note or found
     decision = policy.explain(who, args.repository)
     actions = ",".join(sorted(decision.expanded)) or "nothing"
     print(f"{args.user} on {args.repository}: {actions}")
@@ -195,6 +201,38 @@ def _explain(args: argparse.Namespace) -> int:
     if who is not None and who.groups:
         print(f"  groups: {', '.join(sorted(who.groups))}")
     return 0
+
+
+def _local_or_ldap(settings: Settings, policy: Policy, user: str) -> tuple[Identity, str | None]:
+    """The identity of ``user`` as a server sees it after the user's login: a local user
+    with its ``admin`` flag, else with the groups LDAP gives it (read with the service
+    account); and a note on what could not be read."""
+    from auth.ldap import LdapDirectory, LdapUnavailable
+    from auth.policy import Identity
+    from registry.accounts.cli import local_user
+    from registry.accounts.setup import ldap_options
+
+    if settings.auth.local is not None:
+        try:
+            found = local_user(settings.database_url, user)
+        except Exception as e:
+            return policy.identity(user), f"local users not read ({type(e).__name__})"
+        if found is not None:
+            identity = policy.identity(user)
+            note = "a disabled local user: it cannot log in" if found.disabled else None
+            return Identity(identity.name, identity.groups, admin=found.admin), note
+    if settings.auth.ldap is None:
+        return policy.identity(user), None
+    directory = LdapDirectory(ldap_options(settings.auth.ldap))
+    try:
+        groups = directory.groups_of(user)
+    except LdapUnavailable as e:
+        return policy.identity(user), f"LDAP not reached ({e}): static groups only"
+    finally:
+        directory.close()
+    if groups is None:
+        return policy.identity(user), "not an LDAP user: static groups only"
+    return policy.identity(user, groups), None
 
 
 def parser() -> argparse.ArgumentParser:

@@ -19,6 +19,8 @@ from registry.accounts.errors import RobotExists, RobotFieldsInvalid, RobotNameI
 from registry.accounts.project_robots import ProjectRobots
 from registry.accounts.robots import NewRobot, RobotAccounts
 from registry.accounts.store_project_robots import ProjectGone
+from registry.accounts.store_users import get_user
+from registry.accounts.user_records import User
 from registry.commandline import add_config_arguments
 from registry.config import ConfigError, load_settings
 from registry.meta.db import Database
@@ -147,6 +149,20 @@ def robot_identity(database_url: str, name: str, default_project: str) -> Identi
         if robot is None or robot.project is None:
             return Identity(name, grants=())
         return robot_grants.identity(robot, default_project)
+
+    return asyncio.run(read())
+
+
+def local_user(database_url: str, name: str) -> User | None:
+    """A local user read from the database, for ``wharf policy explain`` (None: none)."""
+
+    async def read() -> User | None:
+        db = Database(database_url, 1)
+        try:
+            stored = await db.run_read(get_user, name)
+        finally:
+            await db.close()
+        return None if stored is None else stored.user
 
     return asyncio.run(read())
 

@@ -18,7 +18,7 @@ from registry.events.build import BLOB_MEDIA_TYPE, EventBuilder
 from registry.events.metrics import EventMetrics
 from registry.events.store import NewEvent, insert_events
 from registry.meta.changes import Change
-from registry.meta.db import Database
+from registry.meta.db import Database, after_commit
 from registry.request_context import RequestInfo, current_request
 
 log = logging.getLogger("wharf.events")
@@ -62,10 +62,8 @@ class OutboxHook:
         for each in changes:
             names = targets(self.endpoints, each.action, self.builder.media_type_of(each))
             events.append(self.builder.from_change(each, names))
-            for name in names:
-                self.metrics.queued.labels(name).inc()
         insert_events(conn, events)
-        self.wake()
+        after_commit(conn, lambda: self._queued(events))
 
     def record(
         self,
@@ -81,9 +79,16 @@ class OutboxHook:
         names = targets(self.endpoints, action, "")
         if not names:
             return
-        insert_events(conn, [self.builder.custom(action, repository, target, request, names)])
-        for name in names:
-            self.metrics.queued.labels(name).inc()
+        events = [self.builder.custom(action, repository, target, request, names)]
+        insert_events(conn, events)
+        after_commit(conn, lambda: self._queued(events))
+
+    def _queued(self, events: list[NewEvent]) -> None:
+        """Count the events of a committed transaction (a rolled back one's never were)
+        and wake the senders."""
+        for event in events:
+            for name in event.endpoints:
+                self.metrics.queued.labels(name).inc()
         self.wake()
 
 

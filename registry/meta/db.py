@@ -40,6 +40,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+AFTER_COMMIT = "wharf.after_commit"  # Connection.info key: callbacks of the open transaction
 GROUP_COMMIT_MAX = 64  # SQLite writes committed together at most
 T = TypeVar("T")
 log = logging.getLogger("wharf.db")
@@ -189,8 +190,15 @@ class Database:
         for attempt in range(PG_ATTEMPTS):
             try:
                 if write:
+                    done: list[Callable[[], None]] = []
                     async with self.engine.begin() as conn:
-                        return await conn.run_sync(fn, *args)
+                        conn.info[AFTER_COMMIT] = done
+                        try:
+                            result: T = await conn.run_sync(fn, *args)
+                        finally:
+                            conn.info.pop(AFTER_COMMIT, None)
+                    _run_after_commit(done)
+                    return result
                 async with self.engine.connect() as conn:
                     return await conn.run_sync(fn, *args)
             except (DBAPIError, OSError) as e:
@@ -249,12 +257,17 @@ class Database:
         # lock, woken as soon as it is free, instead of SQLite's sleeping busy handler.
         with _file_lock(self._lock_fd), self._writer_engine.connect() as conn:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+            done: list[Callable[[], None]] = []
+            conn.info[AFTER_COMMIT] = done
             try:
                 results = [write.fn(conn, *write.args) for write in writes]
             except BaseException:
                 conn.exec_driver_sql("ROLLBACK")
                 raise
+            finally:
+                conn.info.pop(AFTER_COMMIT, None)
             conn.exec_driver_sql("COMMIT")
+            _run_after_commit(done)
             return results
 
     async def ping(self) -> None:
@@ -273,4 +286,24 @@ class Database:
             self._lock_fd = None
 
 
-__all__ = ["Connection", "Database", "make_engine"]
+def after_commit(conn: Connection, fn: Callable[[], None]) -> None:
+    """Call ``fn`` once the transaction of ``conn`` (a :meth:`Database.run_write`'s) has
+    committed, and never if it rolls back or runs again: for counters of what a
+    transaction wrote. Outside ``run_write`` (a plain ``engine.begin()``), ``fn`` runs
+    at once."""
+    pending = conn.info.get(AFTER_COMMIT)
+    if pending is None:
+        fn()
+    else:
+        pending.append(fn)
+
+
+def _run_after_commit(done: list[Callable[[], None]]) -> None:
+    for fn in done:
+        try:
+            fn()
+        except Exception:  # a counter must not fail a committed write
+            log.exception("after commit")
+
+
+__all__ = ["Connection", "Database", "after_commit", "make_engine"]

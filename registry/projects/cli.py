@@ -87,7 +87,9 @@ async def _project(projects: Projects, args: argparse.Namespace) -> None:
         except ProjectNotEmpty as e:
             raise Failed(
                 f"project {args.name} holds {e.repositories} repositories: delete their "
-                "manifests first"
+                "manifests first, or have a running server delete them with the project "
+                f"(DELETE /api/projects/{args.name}?force=true: its deletes run the change "
+                "hooks, events, search and quotas, that the command line does not)"
             ) from None
         if not done:
             raise Failed(f"no project {args.name}")

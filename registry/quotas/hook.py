@@ -24,6 +24,7 @@ from sqlalchemy import Connection
 
 from registry.content.names import project_of
 from registry.meta.changes import Change
+from registry.meta.db import after_commit
 from registry.quotas import store
 from registry.quotas.errors import QuotaExceeded
 from registry.quotas.names import format_size
@@ -132,19 +133,24 @@ class QuotaAccounting:
         for threshold in crossed(added.before, added.after, added.quota):
             self._crossed(conn, change, added, threshold)
 
-    def _crossed(
-        self, conn: Connection, change: Change, added: store.Added, threshold: int
-    ) -> None:
-        assert added.quota is not None
+    def _reached(self, project: str, threshold: int, usage: int, quota: int) -> None:
+        """Log and count a crossing once its push has committed."""
         if self.metrics is not None:
             self.metrics.crossed.labels(str(threshold)).inc()
         log.warning(
             "quota: project %s reached %d%% of its quota (%s of %s)",
-            added.project,
+            project,
             threshold,
-            format_size(added.after),
-            format_size(added.quota),
+            format_size(usage),
+            format_size(quota),
         )
+
+    def _crossed(
+        self, conn: Connection, change: Change, added: store.Added, threshold: int
+    ) -> None:
+        assert added.quota is not None
+        quota = added.quota
+        after_commit(conn, lambda: self._reached(added.project, threshold, added.after, quota))
         event = QuotaEvent(
             ACTIONS[threshold],
             added.project,

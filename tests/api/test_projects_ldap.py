@@ -3,6 +3,8 @@ slapd, in Basic mode; no rule gives anything, only the roles do."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -43,3 +45,25 @@ def test_ldap_users_and_groups_as_members(ldap: WharfServer) -> None:
     with ldap.client(auth=("bob", password("bob"))) as bob:
         r = bob.delete("/v2/ldapteam/app/manifests/v1")
         assert r.status_code == 202, r.text
+
+
+def test_policy_explain_reads_ldap_groups(ldap: WharfServer) -> None:
+    """`wharf policy explain` names the LDAP group through which a role applies, as the
+    server decides after the user's login (the groups read with the service account)."""
+    with ldap.client(auth=("alice", password("alice"))) as alice:
+        assert alice.post("/api/projects", json={"name": "explained"}).status_code == 201
+        r = alice.put("/api/projects/explained/members/group/ops", json={"role": "developer"})
+        assert r.status_code == 201, r.text
+    explained = _wharf(ldap, "policy", "explain", "carol", "explained/app")
+    assert explained.returncode == 0, explained.stderr
+    assert "carol on explained/app: pull,push" in explained.stdout
+    assert "role developer in project explained (as group ops)" in explained.stdout
+    assert "groups: ops" in explained.stdout
+    nobody = _wharf(ldap, "policy", "explain", "nobody-here", "explained/app")
+    assert "nobody-here on explained/app: nothing" in nobody.stdout
+    assert "not an LDAP user" in nobody.stdout
+
+
+def _wharf(server: WharfServer, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "registry.cli", *args, "--config", str(server.config_path)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)

@@ -30,7 +30,7 @@ from tests.support.quotas import (
 )
 from tests.support.receiver import Receiver
 from tests.support.server import WharfServer
-from tests.support.slapd import ONE_WORKER
+from tests.support.slapd import ONE_WORKER, metric
 
 pytestmark = pytest.mark.e2e
 ADMIN = ("admin", PASSWORDS["admin"])
@@ -272,6 +272,9 @@ def test_crossing_80_and_100_percent_sends_events(tmp_path: Path) -> None:
             (project, 100, 1000, 1000),
         ]
         assert found[0][1]["repository"] == repo
+        # the counter counts what was written: not the events the refused push rolled back
+        queued = metric(server, "wharf_events_queued_total", endpoint="listener")
+        assert queued == len(events) == 6
     finally:
         server.stop()
         receiver.stop()

@@ -271,6 +271,14 @@ def test_cli_changes_reach_the_server_within_refresh(tmp_path: Path) -> None:
             server, "user", "create", "root", "--password-stdin", password="root-password-2"
         )
         assert again.returncode == 1 and "exists" in again.stderr
+        # `wharf policy explain` reads a local user's admin flag from the database
+        explained = wharf_cli(server, "policy", "explain", "root", "nowhere/app")
+        assert explained.returncode == 0, explained.stderr
+        assert "root on nowhere/app: delete,pull,push" in explained.stdout
+        assert "administrator" in explained.stdout
+        assert wharf_cli(server, "user", "disable", "root").returncode == 0
+        disabled = wharf_cli(server, "policy", "explain", "root", "nowhere/app").stdout
+        assert "a disabled local user: it cannot log in" in disabled
     finally:
         server.stop()
 
