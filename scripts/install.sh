@@ -23,6 +23,8 @@ if [[ $WITH_TESTS == 1 ]]; then
   APT_PKGS+=(chromium)
   # libfaketime: tests move a real server's clock (retention ages, leases) without sleeping
   APT_PKGS+=(faketime)
+  # Prometheus and promtool: the tests check deploy/'s alert rules and dashboard queries
+  APT_PKGS+=(prometheus)
 fi
 missing=()
 for p in "${APT_PKGS[@]}"; do

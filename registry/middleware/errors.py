@@ -60,17 +60,22 @@ class ErrorMiddleware:
                 scope["wharf.error"] = full.label
                 await _render(full, scope, send)
                 return
+            label = None
             if isinstance(exc, RegistryError):
                 error = exc
             else:
                 log.exception("unhandled error on %s %s", scope["method"], scope["path"])
                 if isinstance(exc, StorageUnavailable):
                     error = Unavailable("storage unavailable, try again")
+                    label = "STORAGE_UNAVAILABLE"
                 elif _is_backend(exc):
                     error = Unavailable("metadata database unavailable, try again")
+                    label = "DATABASE_UNAVAILABLE"
                 else:
                     error = RegistryError()
-            scope["wharf.error"] = error.code
+            # the access log's "error" and the wharf_http_errors{code} label: which backend
+            # failed, where the body says UNAVAILABLE for both (as the reference does)
+            scope["wharf.error"] = label or error.code
             await _render(error, scope, send)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.oci import push_image, unique_name
 from tests.support.server import WharfServer
+from tests.support.slapd import metric
 
 
 def _counter(metrics: str, route: str, method: str, status: str) -> float:
@@ -81,5 +82,7 @@ def test_broken_database_gives_503_not_a_crash(make_wharf: Callable[..., WharfSe
         r = c.get("/v2/some/repo/tags/list")
         assert r.status_code == 503
         assert r.json()["errors"][0]["code"] == "UNAVAILABLE"
+        # the metrics and the access log say which backend failed
+        assert metric(server, "wharf_http_errors_total", code="DATABASE_UNAVAILABLE") == 1
         assert c.get("/healthz").status_code == 503
         assert c.get("/v2/").status_code == 200  # the process is alive and answering
