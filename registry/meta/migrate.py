@@ -105,3 +105,9 @@ async def ensure_schema(url: str) -> None:
             f"database schema is at revision {current}, this Wharf needs {head}: "
             "run `wharf db upgrade` first"
         )
+
+
+def known_revision(revision: str) -> bool:
+    """Whether ``revision`` is one of this code's migrations (not a newer Wharf's)."""
+    script = ScriptDirectory.from_config(_config())
+    return any(r.revision == revision for r in script.walk_revisions())
