@@ -330,6 +330,18 @@ class LdapDirectory:
             raise LdapUnavailable(str(e)) from None
         return LdapUser(name, dn, groups)
 
+    def probe(self) -> str | None:
+        """Bind as the service account (anonymously without one) and find a user under
+        ``userbase`` matching ``userfilter``: its name, or None. For ``wharf check``;
+        raises :class:`LdapUnavailable`."""
+        o = self.options
+        flt = _and(o.userfilter, f"({o.userattr}=*)")
+        found = self._with_service(lambda c: self._search(c, o.userbase, flt, [o.userattr]))
+        if not found:
+            return None
+        values = found[0].get("attributes", {}).get(o.userattr) or [""]
+        return str(values[0] if isinstance(values, list) else values)
+
     def groups_of(self, user: str) -> frozenset[str] | None:
         """The groups of ``user`` found with the service account (no password: for
         ``wharf policy explain``); None if no such user. Raises :class:`LdapUnavailable`."""

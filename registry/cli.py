@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from registry.accounts.cli import add_commands as robot_commands
 from registry.accounts.users_cli import add_commands as user_commands
 from registry.backup.cli import add_commands as backup_commands
+from registry.check.cli import add_commands as check_commands
 from registry.commandline import add_config_arguments, settings_or_exit
 from registry.config import ConfigError, Settings
 from registry.events.cli import add_commands as events_commands
@@ -268,6 +269,7 @@ def parser() -> argparse.ArgumentParser:
     replicator_commands(sub)  # wharf replicate (#6)
     search_commands(sub)  # wharf search reindex (#8)
     backup_commands(sub)  # wharf backup, wharf restore (#18)
+    check_commands(sub)  # wharf check (#18)
     robot_commands(sub)  # wharf robot create|list|revoke (#4)
     user_commands(sub)  # wharf user create|list|disable|enable|delete|passwd (#15)
     # wharf gc (#7), keeping the mirror's cache (#6), usage per project going down (#15)

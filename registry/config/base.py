@@ -35,7 +35,12 @@ OptionalDuration = Annotated[Seconds | None, PlainValidator(_optional_seconds), 
 
 
 class ConfigError(Exception):
-    """Raised for a configuration file or environment that cannot be used."""
+    """Raised for a configuration file or environment that cannot be used. ``problems``
+    holds each one found, as (key path, what is wrong), when there are several."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
 
 
 class _Section(BaseModel):

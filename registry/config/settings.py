@@ -121,4 +121,8 @@ def load_settings(
     try:
         return Settings.model_validate(tree)
     except ValidationError as e:
-        raise ConfigError(f"invalid configuration: {e}") from None
+        problems = [
+            (".".join(str(part) for part in error["loc"]) or "(top)", error["msg"])
+            for error in e.errors(include_url=False)
+        ]
+        raise ConfigError(f"invalid configuration: {e}", problems) from None
