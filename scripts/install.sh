@@ -25,6 +25,8 @@ if [[ $WITH_TESTS == 1 ]]; then
   APT_PKGS+=(faketime)
   # Prometheus and promtool: the tests check deploy/'s alert rules and dashboard queries
   APT_PKGS+=(prometheus)
+  # mmdebstrap: the container test makes its Debian base image (no base registry is reachable)
+  APT_PKGS+=(mmdebstrap)
 fi
 missing=()
 for p in "${APT_PKGS[@]}"; do
