@@ -97,6 +97,7 @@ POSITIONAL_OK: list[tuple[list[str], dict[str, object]]] = [
     (["robot", "list"], {"robot_command": "list"}),
     (["user", "list"], {"user_command": "list"}),
     (["project", "list"], {"project_command": "list"}),
+    (["check", "--json"], {"json": True}),
 ]
 # commands with positional arguments of their own: -c/--config only
 OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
@@ -121,6 +122,8 @@ OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
     (["project", "member", "add", "team", "devs", "developer", "--group"], {"group": True}),
     (["project", "member", "remove", "team", "olga"], {"project": "team", "name": "olga"}),
     (["project", "member", "list", "team"], {"project": "team"}),
+    (["backup", "/srv/backup", "--json"], {"directory": "/srv/backup", "json": True}),
+    (["restore", "/srv/backup", "--force"], {"directory": "/srv/backup", "force": True}),
 ]
 CFG = "/etc/wharf/config.yml"
 # commands with subcommands
