@@ -21,6 +21,8 @@ if [[ $WITH_TESTS == 1 ]]; then
   APT_PKGS+=(slapd ldap-utils)
   # Chromium for the web UI tests (driven by the playwright package; never `playwright install`)
   APT_PKGS+=(chromium)
+  # a CJK font, so the web UI screenshots in Simplified Chinese show glyphs, not boxes
+  APT_PKGS+=(fonts-wqy-microhei)
   # libfaketime: tests move a real server's clock (retention ages, leases) without sleeping
   APT_PKGS+=(faketime)
   # Prometheus and promtool: the tests check deploy/'s alert rules and dashboard queries

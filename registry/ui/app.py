@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from babel.support import Translations
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -32,6 +32,8 @@ from registry.api.bodies import read_capped
 from registry.api.context import Services
 from registry.errors import InvalidParameter, ManifestUnknown, RegistryError, Unsupported
 from registry.search.query import Params, SearchService, parse_query
+from registry.ui import i18n
+from registry.ui.i18n import LANGUAGES, N_, Formats, load_translations, negotiate, translator
 from registry.ui.session import COOKIE, Session, SessionCodec
 from registry.ui.store import session_secret
 
@@ -51,12 +53,28 @@ SECURITY_HEADERS = {
 }
 
 
-class PageError(Exception):
-    """A page that cannot be shown: rendered as a message with ``status``."""
+RAW = "%(reason)s"  # a message that is not ours to translate (an OCI error's)
+LANGUAGE_MAX_AGE = 365 * 24 * 3600
+# the admin page's rows: the search index's counts, in the visitor's language
+COUNT_LABELS = {
+    "indexed tags": N_("Indexed tags"),
+    "manifests with facts": N_("Manifests with facts"),
+    "labels": N_("Labels"),
+    "repositories": N_("Repositories"),
+    "manifests": N_("Manifests"),
+    "tags": N_("Tags"),
+    "blobs": N_("Blobs"),
+}
 
-    def __init__(self, status: int, title: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.title, self.message = status, title, message
+
+class PageError(Exception):
+    """A page that cannot be shown: rendered as a message with ``status``. ``title`` and
+    ``message`` are catalog messages (``N_``), translated when the page is rendered and
+    then formatted with ``values``."""
+
+    def __init__(self, status: int, title: str, message: str, **values: object) -> None:
+        super().__init__(message % values if values else message)
+        self.status, self.title, self.message, self.values = status, title, message, values
 
 
 @dataclass(frozen=True)
@@ -72,43 +90,27 @@ class Viewer:
         return self.may(repository, "pull")
 
 
-def human_size(value: object) -> str:
-    size = float(value) if isinstance(value, int | float) else 0.0
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} B"
-
-
 def short_digest(value: object) -> str:
     text = str(value or "")
     algorithm, _, hexpart = text.partition(":")
     return f"{algorithm}:{hexpart[:12]}" if hexpart else text
 
 
-def when(value: object) -> str:
-    if not isinstance(value, str) or not value:
-        return ""
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return value
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _environment() -> Environment:
+def _environment(language: str, translations: Translations) -> Environment:
+    """The templates speaking ``language``: its catalog, its dates, numbers and sizes."""
     env = Environment(
         loader=PackageLoader("registry.ui", "templates"),
         autoescape=select_autoescape(["html"]),
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
     )
-    env.filters["size"] = human_size
+    env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
+    formats = Formats(language)
+    env.filters["size"] = formats.size
+    env.filters["number"] = formats.number
     env.filters["short"] = short_digest
-    env.filters["when"] = when
+    env.filters["when"] = formats.when
     return env
 
 
@@ -126,7 +128,9 @@ class WebUI:
         self.services = services
         self.search = search
         self.auth = auth
-        self.env = _environment()
+        catalogs = {language: load_translations(language) for language in LANGUAGES}
+        self.envs = {language: _environment(language, t) for language, t in catalogs.items()}
+        self.translators = {language: translator(t) for language, t in catalogs.items()}
         self._codec: SessionCodec | None = None
 
     async def codec(self) -> SessionCodec:
@@ -145,13 +149,9 @@ class WebUI:
         try:
             response = await self._route(request, session)
         except PageError as e:
-            response = self.page(
-                request,
-                session,
-                "message.html",
-                {"title": e.title, "message": e.message},
-                status=e.status,
-            )
+            _ = self.translators[self.language(request)]
+            context = {"title": _(e.title), "message": _(e.message, **e.values)}
+            response = self.page(request, session, "message.html", context, status=e.status)
         if session.changed:
             secure = scope.get("scheme") == "https"
             response.headers.append("Set-Cookie", codec.header(session, secure))
@@ -174,6 +174,7 @@ class WebUI:
             "/ui/login": self._login,
             "/ui/logout": self._logout,
             "/ui/delete": self._delete,
+            "/ui/language": self._language,
         }
         if method in ("GET", "HEAD") and path in pages:
             response: Response = await pages[path](request, session)
@@ -183,15 +184,19 @@ class WebUI:
             if not session.check_csrf(form.get("csrf")):
                 raise PageError(
                     403,
-                    "Form expired",
-                    "This form is out of date or did not come from this site. "
-                    "Go back, reload the page and try again.",
+                    N_("Form expired"),
+                    N_(
+                        "This form is out of date or did not come from this site. "
+                        "Go back, reload the page and try again."
+                    ),
                 )
             response = await actions[path](request, session, form)
             return response
         if path in pages or path in actions:
-            raise PageError(405, "Not allowed", f"{method} is not allowed on this page.")
-        raise PageError(404, "Not found", "There is no such page.")
+            raise PageError(
+                405, N_("Not allowed"), N_("%(method)s is not allowed on this page."), method=method
+            )
+        raise PageError(404, N_("Not found"), N_("There is no such page."))
 
     # -- helpers -----------------------------------------------------------
 
@@ -216,6 +221,10 @@ class WebUI:
 
         return Viewer(None, False, anonymous)
 
+    def language(self, request: Request) -> str:
+        """The language of the pages for this request (the switch's cookie, the browser's)."""
+        return negotiate(request.cookies.get(i18n.COOKIE), request.headers.get("accept-language"))
+
     def page(
         self,
         request: Request,
@@ -225,12 +234,20 @@ class WebUI:
         status: int = 200,
     ) -> Response:
         viewer = self.viewer(request, session)
-        html = self.env.get_template(template).render(
-            viewer=viewer,
-            csrf=session.csrf,
-            auth_enabled=self.auth is not None,
-            here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
-            **context,
+        language = self.language(request)
+        html = (
+            self.envs[language]
+            .get_template(template)
+            .render(
+                lang=language,
+                lang_tag=language.replace("_", "-"),
+                languages=LANGUAGES,
+                viewer=viewer,
+                csrf=session.csrf,
+                auth_enabled=self.auth is not None,
+                here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+                **context,
+            )
         )
         return HTMLResponse(html, status, headers=dict(SECURITY_HEADERS))
 
@@ -238,7 +255,7 @@ class WebUI:
         body = await read_capped(
             request.stream(),
             MAX_FORM,
-            lambda: PageError(413, "Too large", "The form is too large."),
+            lambda: PageError(413, N_("Too large"), N_("The form is too large.")),
         )
         return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
@@ -251,12 +268,20 @@ class WebUI:
     def _need_pull(self, viewer: Viewer, repository: str) -> None:
         if not viewer.may_pull(repository):
             if viewer.name is None:
-                raise PageError(401, "Sign in required", f"Sign in to see {repository}.")
-            raise PageError(403, "Not allowed", f"{viewer.name} may not see {repository}.")
+                raise PageError(
+                    401, N_("Sign in required"), N_("Sign in to see %(name)s."), name=repository
+                )
+            raise PageError(
+                403,
+                N_("Not allowed"),
+                N_("%(user)s may not see %(name)s."),
+                user=viewer.name,
+                name=repository,
+            )
 
     def _static(self, name: str) -> Response:
         if name not in STATIC_FILES:
-            raise PageError(404, "Not found", "There is no such file.")
+            raise PageError(404, N_("Not found"), N_("There is no such file."))
         return FileResponse(
             STATIC / name,
             media_type=STATIC_FILES[name],
@@ -299,14 +324,14 @@ class WebUI:
         self._need_pull(viewer, name)
         counts = await self.search.repository(name)
         if counts is None:
-            raise PageError(404, "Not found", f"There is no repository {name}.")
+            raise PageError(404, N_("Not found"), N_("There is no repository %(name)s."), name=name)
         params = [("repository", name), ("n", "100")]
         if cursor := request.query_params.get("cursor"):
             params.append(("cursor", cursor))
         try:
             result = await self.search.search(parse_query(Params(params), "tag"), None)
         except InvalidParameter as e:
-            raise PageError(400, "Bad request", e.message) from None
+            raise PageError(400, N_("Bad request"), RAW, reason=e.message) from None
         next_url = None
         if result.next_cursor:
             next_url = "/ui/repository?" + urlencode({"name": name, "cursor": result.next_cursor})
@@ -328,7 +353,9 @@ class WebUI:
         self._need_pull(viewer, name)
         image = await self.search.image(name, ref) if ref else None
         if image is None:
-            raise PageError(404, "Not found", f"There is no image {name}:{ref}.")
+            raise PageError(
+                404, N_("Not found"), N_("There is no image %(name)s:%(ref)s."), name=name, ref=ref
+            )
         host = self._registry_host(request)
         by_tag = ":" not in ref
         pull = f"docker pull {host}/{name}{':' if by_tag else '@'}{ref}"
@@ -346,7 +373,9 @@ class WebUI:
         self._need_delete(self.viewer(request, session), name)
         image = await self.search.image(name, tag) if tag and ":" not in tag else None
         if image is None:
-            raise PageError(404, "Not found", f"There is no tag {tag} in {name}.")
+            raise PageError(
+                404, N_("Not found"), N_("There is no tag %(tag)s in %(name)s."), tag=tag, name=name
+            )
         context = {"name": name, "tag": tag, "image": image}
         return self.page(request, session, "delete.html", context)
 
@@ -354,17 +383,21 @@ class WebUI:
         viewer = self.viewer(request, session)
         if not viewer.admin:
             if viewer.name is None:
-                raise PageError(401, "Sign in required", "Sign in as an administrator.")
-            raise PageError(403, "Not allowed", f"{viewer.name} is not an administrator.")
+                raise PageError(401, N_("Sign in required"), N_("Sign in as an administrator."))
+            raise PageError(
+                403, N_("Not allowed"), N_("%(user)s is not an administrator."), user=viewer.name
+            )
         settings = self.services.settings
+        _ = self.translators[self.language(request)]
+        counts = await self.search.counts()
         context = {
-            "counts": await self.search.counts(),
-            "facts": {
-                "storage": settings.storage.driver,
-                "database": settings.database_url.split("://")[0],
-                "auth": settings.auth.mode,
-                "deletes": "enabled" if self._deletes_enabled() else "disabled",
-            },
+            "counts": [(_(COUNT_LABELS.get(k, k)), v) for k, v in counts.items()],
+            "facts": [
+                (_("Auth"), settings.auth.mode),
+                (_("Database"), settings.database_url.split("://")[0]),
+                (_("Deletes"), _("enabled") if self._deletes_enabled() else _("disabled")),
+                (_("Storage"), settings.storage.driver),
+            ],
         }
         return self.page(request, session, "admin.html", context)
 
@@ -375,20 +408,24 @@ class WebUI:
         if self.auth is None:
             return RedirectResponse(target, 303)
         user, password = form.get("username", "").strip(), form.get("password", "")
+        _ = self.translators[self.language(request)]
         address = request.client.host if request.client else ""
         try:
             who = await self.auth.authenticate(user, password, address) if user else None
         except TooManyAttempts as e:  # refused before the password was checked
-            error = f"Too many sign-in attempts at once; try again in {e.retry_after} s."
+            error = _(
+                "Too many sign-in attempts at once; try again in %(seconds)s s.",
+                seconds=e.retry_after,
+            )
             context = {"next": target, "error": error, "username": user}
             response = self.page(request, session, "login.html", context, status=429)
             response.headers.update(e.headers)
             return response
         if who is None:
-            context = {"next": target, "error": "Wrong user name or password.", "username": user}
+            context = {"next": target, "error": _("Wrong user name or password."), "username": user}
             return self.page(request, session, "login.html", context, status=401)
         if who.grants is not None:  # a project robot: a session would not keep its grants
-            error = "Robot accounts of a project cannot sign in to the web pages."
+            error = _("Robot accounts of a project cannot sign in to the web pages.")
             context = {"next": target, "error": error, "username": user}
             return self.page(request, session, "login.html", context, status=403)
         # a new session (and CSRF token) on every sign-in: no fixation
@@ -406,27 +443,61 @@ class WebUI:
         name, tag = form.get("name", ""), form.get("tag", "")
         self._need_delete(self.viewer(request, session), name)
         if not tag or ":" in tag:
-            raise PageError(400, "Bad request", "Name a tag to delete.")
+            raise PageError(400, N_("Bad request"), N_("Name a tag to delete."))
         try:
             await self.services.manifests.delete(name, tag)
         except ManifestUnknown:
-            raise PageError(404, "Not found", f"There is no tag {tag} in {name}.") from None
+            raise PageError(
+                404, N_("Not found"), N_("There is no tag %(tag)s in %(name)s."), tag=tag, name=name
+            ) from None
         except Unsupported:
             raise PageError(
-                405, "Deletes disabled", "Deletes are disabled on this registry."
+                405, N_("Deletes disabled"), N_("Deletes are disabled on this registry.")
             ) from None
         except RegistryError as e:
-            raise PageError(e.http_status, "Not deleted", e.message) from None
+            raise PageError(e.http_status, N_("Not deleted"), RAW, reason=e.message) from None
         log.info("ui: tag %s:%s deleted by %s", name, tag, session.user or "anonymous")
         return RedirectResponse("/ui/repository?" + urlencode({"name": name, "deleted": tag}), 303)
+
+    async def _language(self, request: Request, session: Session, form: dict[str, str]) -> Response:
+        """The language switch: remembered in a cookie, for every page from now on."""
+        language = form.get("language", "")
+        if language not in LANGUAGES:
+            raise PageError(
+                400, N_("Bad request"), N_("There is no language %(code)s."), code=language[:20]
+            )
+        response = RedirectResponse(_safe_next(form.get("next")), 303)
+        response.set_cookie(
+            i18n.COOKIE,
+            language,
+            max_age=LANGUAGE_MAX_AGE,
+            path="/ui",
+            secure=request.url.scheme == "https",
+            httponly=True,
+            samesite="lax",
+        )
+        return response
 
     def _deletes_enabled(self) -> bool:
         return self.services.manifests.delete_enabled
 
     def _need_delete(self, viewer: Viewer, name: str) -> None:
         if not self._deletes_enabled():
-            raise PageError(405, "Deletes disabled", "Deletes are disabled on this registry.")
+            raise PageError(
+                405, N_("Deletes disabled"), N_("Deletes are disabled on this registry.")
+            )
         if not viewer.may(name, "delete"):
             if viewer.name is None:
-                raise PageError(401, "Sign in required", f"Sign in to delete tags in {name}.")
-            raise PageError(403, "Not allowed", f"{viewer.name} may not delete tags in {name}.")
+                raise PageError(
+                    401,
+                    N_("Sign in required"),
+                    N_("Sign in to delete tags in %(name)s."),
+                    name=name,
+                )
+            raise PageError(
+                403,
+                N_("Not allowed"),
+                N_("%(user)s may not delete tags in %(name)s."),
+                user=viewer.name,
+                name=name,
+            )

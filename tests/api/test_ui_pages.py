@@ -72,6 +72,43 @@ def test_delete_needs_confirmation_and_csrf(open_registry: WharfServer) -> None:
         assert c.post("/ui/delete", data={**form, "csrf": token}).status_code == 404
 
 
+def test_pages_speak_the_browsers_language(open_registry: WharfServer) -> None:
+    zh = {"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"}
+    with open_registry.client() as c:
+        r = c.get("/ui/", headers=zh)
+        assert r.status_code == 200 and '<html lang="zh-CN">' in r.text
+        assert "查找镜像" in r.text and "shop/web" in r.text and "Find images" not in r.text
+        r = c.get("/ui/repository", params={"name": "shop/web"}, headers=zh)
+        assert "删除标签 v1" in r.text  # a message with a value in it
+        r = c.get("/ui/nowhere", headers=zh)
+        assert r.status_code == 404 and "没有这个页面。" in r.text
+        r = c.get("/ui/", headers={"Accept-Language": "zh-TW,fr;q=0.5"})  # neither spoken here
+        assert '<html lang="en">' in r.text and "Find images" in r.text
+
+
+def test_the_language_switch_is_remembered(open_registry: WharfServer) -> None:
+    with open_registry.client() as c:
+        token = _csrf(c.get("/ui/").text)
+        back = "/ui/repository?name=shop%2Fweb"
+        r = c.post("/ui/language", data={"csrf": token, "language": "zh_CN", "next": back})
+        assert r.status_code == 303 and r.headers["location"] == back
+        cookie = r.headers["set-cookie"]
+        assert cookie.startswith("wharf_lang=zh_CN;") and "Path=/ui" in cookie
+        assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Max-Age=31536000" in cookie
+        # no Accept-Language, or an English one: the choice holds
+        assert "查找镜像" in c.get("/ui/").text
+        assert "查找镜像" in c.get("/ui/", headers={"Accept-Language": "en-US"}).text
+        # a language not spoken here, a forged form: refused, the choice unchanged
+        r = c.post("/ui/language", data={"csrf": token, "language": "tlh", "next": back})
+        assert r.status_code == 400 and "没有语言 tlh。" in r.text
+        assert "set-cookie" not in r.headers or "wharf_lang" not in r.headers["set-cookie"]
+        r = c.post("/ui/language", data={"csrf": "forged", "language": "en"})
+        assert r.status_code == 403 and "表单已过期" in r.text
+        r = c.post("/ui/language", data={"csrf": token, "language": "en", "next": "//evil.example"})
+        assert r.status_code == 303 and r.headers["location"] == "/ui/"
+        assert "Find images" in c.get("/ui/").text
+
+
 def test_sign_in_redirects_only_inside_the_ui(tmp_path: Path) -> None:
     config = {**htpasswd_config(tmp_path), "http": {"workers": 1}}
     server = WharfServer(tmp_path / "server", config).start()

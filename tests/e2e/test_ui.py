@@ -200,7 +200,7 @@ def test_open_an_image(page: Page, registry: WharfServer) -> None:
     facts = page.locator("dl.facts")
     expect(facts).to_contain_text("/usr/local/bin/app --config /etc/app.yml")
     expect(facts).to_contain_text("linux/amd64")
-    expect(facts).to_contain_text("2026-11-20 08:30:00 UTC")
+    expect(facts).to_contain_text("Nov 20, 2026, 8:30:00\u202fAM UTC")  # created, per locale
     expect(page.locator("main")).to_contain_text("APP_MODE=production")
     expect(page.locator("main")).to_contain_text("https://git.example/app")
     # label values are shown as text, never run
@@ -271,3 +271,50 @@ def test_admin_overview_and_sign_out(page: Page, registry: WharfServer) -> None:
     shot(page, "09-admin")
     page.get_by_role("button", name="Sign out").click()
     expect(page.locator("header .who")).to_contain_text("Anonymous")
+
+
+def test_pages_in_simplified_chinese_and_the_switch(
+    browser: Browser, registry: WharfServer
+) -> None:
+    # a browser set to Chinese gets the pages in Chinese; the switch's choice is remembered
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.goto(f"{registry.url}/ui/")
+        expect(page.get_by_role("heading", name="查找镜像")).to_be_visible()
+        expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+        assert result_rows(page) == ["public/base 1.0"]
+        shot(page, "zh-01-anonymous-search")
+        page.get_by_role("link", name="登录").click()
+        page.get_by_label("用户名").fill("alice")
+        page.get_by_label("密码").fill("wrong")
+        page.get_by_role("button", name="登录").click()
+        expect(page.get_by_role("alert")).to_have_text("用户名或密码错误。")
+        page.get_by_label("用户名").fill("alice")
+        page.get_by_label("密码").fill(PASSWORDS["alice"])
+        page.get_by_role("button", name="登录").click()
+        expect(page.locator("header .who")).to_contain_text("已登录：alice")  # noqa: RUF001
+        page.goto(f"{registry.url}/ui/image?name=team-a/app&ref=v1")
+        expect(page.get_by_label("拉取")).to_have_value(
+            f"docker pull {registry.host}/team-a/app:v1"
+        )
+        facts = page.locator("dl.facts")
+        expect(facts).to_contain_text("2026年11月20日 08:30:00 UTC")
+        layers = page.locator("section", has=page.get_by_role("heading", name="镜像层"))
+        expect(layers).to_contain_text("23.4 KiB")
+        shot(page, "zh-02-image")
+        page.goto(f"{registry.url}/ui/repository?name=team-a/app")
+        expect(page.locator("main")).to_contain_text(re.compile(r"\d+ 个标签"))
+        shot(page, "zh-03-repository")
+        # the switch, from the keyboard: choose English, then the page and every later one
+        page.get_by_label("语言").select_option("en")
+        page.get_by_role("button", name="切换语言").press("Enter")
+        expect(page.get_by_role("heading", level=1)).to_have_text("team-a/app")
+        expect(page.locator("html")).to_have_attribute("lang", "en")
+        expect(page.locator("main")).to_contain_text(re.compile(r"\d+ tags?, \d+ manifests?"))
+        page.goto(f"{registry.url}/ui/")
+        expect(page.get_by_role("heading", name="Find images")).to_be_visible()
+        shot(page, "zh-04-switched-to-english")
+    finally:
+        context.close()

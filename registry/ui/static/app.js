@@ -8,10 +8,10 @@ document.addEventListener("DOMContentLoaded", () => {
     button.addEventListener("click", async () => {
       try {
         await navigator.clipboard.writeText(field.value);
-        if (status) status.textContent = "Copied";
+        if (status) status.textContent = button.dataset.copied;
       } catch (e) {
         field.select();
-        if (status) status.textContent = "Press Ctrl+C to copy";
+        if (status) status.textContent = button.dataset.copyHint;
       }
     });
   }

@@ -7,7 +7,7 @@ import json
 from registry.content.manifests import parse_manifest
 from registry.search.facts import config_facts, manifest_details
 from registry.search.query import Params, parse_query
-from registry.ui.app import human_size, short_digest
+from registry.ui.app import short_digest
 from registry.ui.session import Session, SessionCodec
 
 CONFIG = {
@@ -118,6 +118,4 @@ def test_session_cookie_round_trip_and_forgery() -> None:
 
 
 def test_formatting() -> None:
-    assert human_size(512) == "512 B"
-    assert human_size(24_000) == "23.4 KiB"
     assert short_digest("sha256:" + "0123456789abcdef" * 4) == "sha256:0123456789ab"
