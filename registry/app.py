@@ -177,7 +177,8 @@ class Wharf:
             # project robots (#15): managed by the project's maintainers (the roles)
             start_project_robots(self.services, self.mount, robots_access(self.projects))
         search = start_search(self.services, self.mount)  # search (#8)
-        start_ui(self.services, search, self.mount, self._auth)  # web UI (#8)
+        # web UI (#8); its projects' pages call /api/ in-process as the viewer (#17)
+        start_ui(self.services, search, self.mount, self._auth, self.own_api)
         outbox = start_events(self.services, self.metrics.registry, self._stack, self.mount)
         quota_events = outbox.record if outbox is not None else None  # events (#5) ^
         start_quotas(  # quotas (#15)
@@ -256,6 +257,15 @@ class Wharf:
             await self._health(send)
         else:
             raise NotFound(detail={"path": path[:300]})
+
+    async def own_api(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Wharf's own ``/api/`` mounts, for in-process callers that set the caller
+        themselves (the web pages: :mod:`registry.ui.internal`)."""
+        path: str = scope["path"]
+        mounted = self._mounted(path) if path.startswith("/api/") else None
+        if mounted is None:
+            raise NotFound(detail={"path": path[:300]})
+        await mounted(scope, receive, send)
 
     def _mounted(self, path: str) -> ASGIApp | None:
         for prefix, app, paths in self._mounts:

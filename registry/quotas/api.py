@@ -27,9 +27,9 @@ from registry.api.bodies import read_capped
 from registry.api.http import json_response
 from registry.errors import NotFound, Unsupported
 from registry.quotas.errors import QuotaInvalid
-from registry.quotas.names import MAX_BYTES
 from registry.quotas.service import QuotaService
 from registry.quotas.store import Usage
+from registry.sizes import MAX_BYTES
 
 PREFIX = "/api/projects"
 MAX_BODY = 4096

@@ -18,7 +18,7 @@ import sys
 from typing import Any
 
 from registry.commandline import add_config_arguments, settings_or_exit
-from registry.quotas.names import format_size, parse_size
+from registry.sizes import format_size, parse_size
 
 
 def _size(text: str) -> int | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from registry.errors import Denied, NameUnknown, RegistryError
-from registry.quotas.names import format_size
+from registry.sizes import format_size
 
 
 class QuotaExceeded(Denied):

@@ -27,8 +27,8 @@ from registry.meta.changes import Change
 from registry.meta.db import after_commit
 from registry.quotas import store
 from registry.quotas.errors import QuotaExceeded
-from registry.quotas.names import format_size
 from registry.request_context import RequestInfo
+from registry.sizes import format_size
 
 log = logging.getLogger("wharf.quotas")
 

@@ -22,18 +22,21 @@ from babel.support import Translations
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth.policy import Identity
 from auth.throttle import TooManyAttempts
 from registry.accounts.setup import AuthSetup
-from registry.api.access import caller_of, is_open
+from registry.api.access import OPEN, caller_of, is_open
 from registry.api.bodies import read_capped
 from registry.api.context import Services
 from registry.errors import InvalidParameter, ManifestUnknown, RegistryError, Unsupported
+from registry.middleware.auth import Caller, caller_for
 from registry.search.query import Params, SearchService, parse_query
 from registry.ui import i18n
 from registry.ui.i18n import LANGUAGES, N_, Formats, load_translations, negotiate, translator
+from registry.ui.internal import InternalApi
+from registry.ui.project_pages import ProjectPageError, ProjectPages, Rendered, Who
 from registry.ui.session import COOKIE, Session, SessionCodec
 from registry.ui.store import session_secret
 
@@ -53,6 +56,10 @@ SECURITY_HEADERS = {
 }
 
 
+FORM_EXPIRED = N_(
+    "This form is out of date or did not come from this site. "
+    "Go back, reload the page and try again."
+)
 RAW = "%(reason)s"  # a message that is not ours to translate (an OCI error's)
 LANGUAGE_MAX_AGE = 365 * 24 * 3600
 # the admin page's rows: the search index's counts, in the visitor's language
@@ -85,6 +92,7 @@ class Viewer:
     admin: bool
     may: Callable[[str, str], bool]  # (repository, action)
     open: bool = False  # no auth configured
+    caller: Caller = OPEN  # who the viewer is to Wharf's own API (the pages call it)
 
     def may_pull(self, repository: str) -> bool:
         return self.may(repository, "pull")
@@ -124,10 +132,19 @@ def _safe_next(target: str | None) -> str:
 class WebUI:
     """The ASGI app mounted at ``/ui``."""
 
-    def __init__(self, services: Services, search: SearchService, auth: AuthSetup | None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        search: SearchService,
+        auth: AuthSetup | None,
+        api: ASGIApp | None = None,
+    ) -> None:
         self.services = services
         self.search = search
         self.auth = auth
+        # the projects' pages, answered by /api/projects as the viewer (``api``: the app's
+        # own API mounts, called in-process)
+        self.projects = ProjectPages(InternalApi(api)) if api is not None else None
         catalogs = {language: load_translations(language) for language in LANGUAGES}
         self.envs = {language: _environment(language, t) for language, t in catalogs.items()}
         self.translators = {language: translator(t) for language, t in catalogs.items()}
@@ -152,6 +169,12 @@ class WebUI:
             _ = self.translators[self.language(request)]
             context = {"title": _(e.title), "message": _(e.message, **e.values)}
             response = self.page(request, session, "message.html", context, status=e.status)
+        except ProjectPageError as e:  # the API's refusal: its message, in its words
+            _ = self.translators[self.language(request)]
+            title = _("Sign in required") if e.error.http_status == 401 else _("Not available")
+            context = {"title": title, "message": e.error.message}
+            status = e.error.http_status
+            response = self.page(request, session, "message.html", context, status=status)
         if session.changed:
             secure = scope.get("scheme") == "https"
             response.headers.append("Set-Cookie", codec.header(session, secure))
@@ -179,17 +202,14 @@ class WebUI:
         if method in ("GET", "HEAD") and path in pages:
             response: Response = await pages[path](request, session)
             return response
+        if self.projects is not None:
+            found = await self._project_route(request, session, path, method)
+            if found is not None:
+                return found
         if method == "POST" and path in actions:
             form = await self._form(request)
             if not session.check_csrf(form.get("csrf")):
-                raise PageError(
-                    403,
-                    N_("Form expired"),
-                    N_(
-                        "This form is out of date or did not come from this site. "
-                        "Go back, reload the page and try again."
-                    ),
-                )
+                raise PageError(403, N_("Form expired"), FORM_EXPIRED)
             response = await actions[path](request, session, form)
             return response
         if path in pages or path in actions:
@@ -197,6 +217,44 @@ class WebUI:
                 405, N_("Not allowed"), N_("%(method)s is not allowed on this page."), method=method
             )
         raise PageError(404, N_("Not found"), N_("There is no such page."))
+
+    async def _project_route(
+        self, request: Request, session: Session, path: str, method: str
+    ) -> Response | None:
+        """The projects' pages and forms (None: not one of theirs)."""
+        assert self.projects is not None
+        pages, actions = self.projects.pages(), self.projects.actions()
+        if method in ("GET", "HEAD") and path in pages:
+            rendered = await pages[path](request, self.who(request, session))
+        elif method == "POST" and path in actions:
+            form = await self._form(request)
+            if not session.check_csrf(form.get("csrf")):
+                raise PageError(403, N_("Form expired"), FORM_EXPIRED)
+            answer = await actions[path](request, self.who(request, session), form)
+            if isinstance(answer, Response):
+                return answer
+            rendered = answer
+        elif path in pages or path in actions:
+            raise PageError(
+                405, N_("Not allowed"), N_("%(method)s is not allowed on this page."), method=method
+            )
+        else:
+            return None
+        return self._rendered(request, session, rendered)
+
+    def _rendered(self, request: Request, session: Session, rendered: Rendered) -> Response:
+        template, context, status = rendered
+        if "message_id" in context:  # a message of ours, in the viewer's language
+            _ = self.translators[self.language(request)]
+            context = {**context, "error": _(context["message_id"])}
+        return self.page(request, session, template, context, status)
+
+    def who(self, request: Request, session: Session) -> Who:
+        viewer = self.viewer(request, session)
+        groups = frozenset(session.groups) if session.user is not None else frozenset()
+        if session.user is None and viewer.caller.identity is not None:
+            groups = viewer.caller.identity.groups
+        return Who(viewer.caller, viewer.name, viewer.admin, groups)
 
     # -- helpers -----------------------------------------------------------
 
@@ -207,19 +265,13 @@ class WebUI:
         policy = self.auth.policy
         if session.user is not None:
             who = Identity(session.user, frozenset(session.groups))
-
-            def may(repository: str, action: str) -> bool:
-                return action in policy.allowed(who, repository)
-
-            return Viewer(session.user, policy.is_admin(who), may)
+            as_caller = caller_for(policy, who)
+            return Viewer(session.user, as_caller.admin, as_caller.may, caller=as_caller)
         caller = caller_of(scope)
         if caller is not None and caller.name is not None:
-            return Viewer(caller.name, caller.admin, caller.may)
-
-        def anonymous(repository: str, action: str) -> bool:
-            return action in policy.allowed(None, repository)
-
-        return Viewer(None, False, anonymous)
+            return Viewer(caller.name, caller.admin, caller.may, caller=caller)
+        anonymous = caller_for(policy, None)
+        return Viewer(None, False, anonymous.may, caller=anonymous)
 
     def language(self, request: Request) -> str:
         """The language of the pages for this request (the switch's cookie, the browser's)."""
@@ -235,6 +287,7 @@ class WebUI:
     ) -> Response:
         viewer = self.viewer(request, session)
         language = self.language(request)
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         html = (
             self.envs[language]
             .get_template(template)
@@ -243,9 +296,10 @@ class WebUI:
                 lang_tag=language.replace("_", "-"),
                 languages=LANGUAGES,
                 viewer=viewer,
+                projects_pages=self.projects is not None,
                 csrf=session.csrf,
                 auth_enabled=self.auth is not None,
-                here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+                here=here,
                 **context,
             )
         )

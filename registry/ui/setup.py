@@ -16,8 +16,10 @@ def start_ui(
     search: SearchService,
     mount: Callable[[str, ASGIApp], None],
     auth: AuthSetup | None,
+    api: ASGIApp | None = None,
 ) -> None:
-    """Serve the pages under ``/ui``."""
+    """Serve the pages under ``/ui``. ``api``: Wharf's own ``/api/`` mounts, which the
+    projects' pages call in-process as the viewer (without it, no projects' pages)."""
     from registry.ui.app import WebUI
 
-    mount("/ui", WebUI(services, search, auth))
+    mount("/ui", WebUI(services, search, auth, api))

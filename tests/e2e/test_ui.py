@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.support.auth import PASSWORDS, htpasswd_config
+from tests.support.browser import new_page, shot
 from tests.support.oci import (
     OCI_CONFIG,
     OCI_EMPTY,
@@ -27,18 +27,6 @@ from tests.support.server import WharfServer
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 LAYER_1, LAYER_2, LAYER_3 = b"ui base layer" * 500, b"ui app layer" * 2000, b"ui v2 layer" * 10
 SIGNATURE = "application/vnd.example.signature.v1+json"
 HOSTILE = "<script>alert('x')</script>"
@@ -113,31 +101,11 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WharfServer]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
-
-
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
+    page = new_page(browser)
     yield page
-    context.close()
-
-
-def shot(page: Page, name: str) -> None:
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.context.close()
 
 
 def sign_in(page: Page, server: WharfServer, user: str) -> None:
@@ -277,9 +245,7 @@ def test_pages_in_simplified_chinese_and_the_switch(
     browser: Browser, registry: WharfServer
 ) -> None:
     # a browser set to Chinese gets the pages in Chinese; the switch's choice is remembered
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-    page = context.new_page()
-    page.set_default_timeout(15_000)
+    page = new_page(browser, locale="zh-CN")
     try:
         page.goto(f"{registry.url}/ui/")
         expect(page.get_by_role("heading", name="查找镜像")).to_be_visible()
@@ -317,4 +283,4 @@ def test_pages_in_simplified_chinese_and_the_switch(
         expect(page.get_by_role("heading", name="Find images")).to_be_visible()
         shot(page, "zh-04-switched-to-english")
     finally:
-        context.close()
+        page.context.close()

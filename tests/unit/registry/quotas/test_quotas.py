@@ -19,9 +19,9 @@ from registry.meta.store import MetadataStore
 from registry.quotas import store as quota_store
 from registry.quotas.errors import QuotaExceeded
 from registry.quotas.hook import QuotaAccounting, QuotaEvent, QuotaMetrics, crossed
-from registry.quotas.names import format_size, parse_size
 from registry.quotas.service import QuotaService
 from registry.quotas.tables import project_usage
+from registry.sizes import format_size, parse_size
 from storage.filesystem import FilesystemDriver
 from tests.support.quotas import add_project
 

@@ -1,8 +1,5 @@
-"""Byte sizes as operators write them (``10GiB``, ``500MB``) and as people read them.
-
-The project of a repository is the core's rule, ``registry.content.names.project_of``,
-with the default project of ``projects.default``.
-"""
+"""Byte sizes as operators write them (``10GiB``, ``500MB``) and as people read them:
+the quotas' API and CLI, and the web pages' quota form, read them alike."""
 
 from __future__ import annotations
 
