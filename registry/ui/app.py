@@ -34,9 +34,10 @@ from registry.errors import InvalidParameter, ManifestUnknown, RegistryError, Un
 from registry.middleware.auth import Caller, caller_for
 from registry.search.query import Params, SearchService, parse_query
 from registry.ui import i18n
+from registry.ui.api_pages import ApiPageError, ApiPages, Rendered, Who
 from registry.ui.i18n import LANGUAGES, N_, Formats, load_translations, negotiate, translator
 from registry.ui.internal import InternalApi
-from registry.ui.project_pages import ProjectPageError, ProjectPages, Rendered, Who
+from registry.ui.project_pages import ProjectPages
 from registry.ui.session import COOKIE, Session, SessionCodec
 from registry.ui.store import session_secret
 
@@ -142,9 +143,12 @@ class WebUI:
         self.services = services
         self.search = search
         self.auth = auth
-        # the projects' pages, answered by /api/projects as the viewer (``api``: the app's
-        # own API mounts, called in-process)
-        self.projects = ProjectPages(InternalApi(api)) if api is not None else None
+        # the pages answered by Wharf's own API as the viewer (``api``: the app's own API
+        # mounts, called in-process): projects
+        self.api_pages: list[ApiPages] = []
+        if api is not None:
+            internal = InternalApi(api)
+            self.api_pages = [ProjectPages(internal)]
         catalogs = {language: load_translations(language) for language in LANGUAGES}
         self.envs = {language: _environment(language, t) for language, t in catalogs.items()}
         self.translators = {language: translator(t) for language, t in catalogs.items()}
@@ -169,7 +173,7 @@ class WebUI:
             _ = self.translators[self.language(request)]
             context = {"title": _(e.title), "message": _(e.message, **e.values)}
             response = self.page(request, session, "message.html", context, status=e.status)
-        except ProjectPageError as e:  # the API's refusal: its message, in its words
+        except ApiPageError as e:  # the API's refusal: its message, in its words
             _ = self.translators[self.language(request)]
             title = _("Sign in required") if e.error.http_status == 401 else _("Not available")
             context = {"title": title, "message": e.error.message}
@@ -202,8 +206,8 @@ class WebUI:
         if method in ("GET", "HEAD") and path in pages:
             response: Response = await pages[path](request, session)
             return response
-        if self.projects is not None:
-            found = await self._project_route(request, session, path, method)
+        for page_set in self.api_pages:
+            found = await self._api_route(page_set, request, session, path, method)
             if found is not None:
                 return found
         if method == "POST" and path in actions:
@@ -218,12 +222,11 @@ class WebUI:
             )
         raise PageError(404, N_("Not found"), N_("There is no such page."))
 
-    async def _project_route(
-        self, request: Request, session: Session, path: str, method: str
+    async def _api_route(
+        self, page_set: ApiPages, request: Request, session: Session, path: str, method: str
     ) -> Response | None:
-        """The projects' pages and forms (None: not one of theirs)."""
-        assert self.projects is not None
-        pages, actions = self.projects.pages(), self.projects.actions()
+        """A page or form of ``page_set`` (None: not one of theirs)."""
+        pages, actions = page_set.pages(), page_set.actions()
         if method in ("GET", "HEAD") and path in pages:
             rendered = await pages[path](request, self.who(request, session))
         elif method == "POST" and path in actions:
@@ -296,7 +299,7 @@ class WebUI:
                 lang_tag=language.replace("_", "-"),
                 languages=LANGUAGES,
                 viewer=viewer,
-                projects_pages=self.projects is not None,
+                api_pages=bool(self.api_pages),
                 csrf=session.csrf,
                 auth_enabled=self.auth is not None,
                 here=here,
