@@ -34,6 +34,7 @@ from registry.errors import InvalidParameter, ManifestUnknown, RegistryError, Un
 from registry.middleware.auth import Caller, caller_for
 from registry.search.query import Params, SearchService, parse_query
 from registry.ui import i18n
+from registry.ui.account_pages import AccountPages
 from registry.ui.api_pages import ApiPageError, ApiPages, Rendered, Who
 from registry.ui.i18n import LANGUAGES, N_, Formats, load_translations, negotiate, translator
 from registry.ui.internal import InternalApi
@@ -144,11 +145,15 @@ class WebUI:
         self.search = search
         self.auth = auth
         # the pages answered by Wharf's own API as the viewer (``api``: the app's own API
-        # mounts, called in-process): projects
+        # mounts, called in-process): projects, users and my account
         self.api_pages: list[ApiPages] = []
         if api is not None:
             internal = InternalApi(api)
-            self.api_pages = [ProjectPages(internal)]
+            local = services.settings.auth.local
+            self.api_pages = [
+                ProjectPages(internal),
+                AccountPages(internal, local is not None, bool(local and local.selfregistration)),
+            ]
         catalogs = {language: load_translations(language) for language in LANGUAGES}
         self.envs = {language: _environment(language, t) for language, t in catalogs.items()}
         self.translators = {language: translator(t) for language, t in catalogs.items()}
@@ -247,9 +252,12 @@ class WebUI:
 
     def _rendered(self, request: Request, session: Session, rendered: Rendered) -> Response:
         template, context, status = rendered
+        _ = self.translators[self.language(request)]
         if "message_id" in context:  # a message of ours, in the viewer's language
-            _ = self.translators[self.language(request)]
-            context = {**context, "error": _(context["message_id"])}
+            message = _(context["message_id"])
+            context = {**context, "error": message, "message": message}
+        if "title_id" in context:
+            context = {**context, "title": _(context["title_id"])}
         return self.page(request, session, template, context, status)
 
     def who(self, request: Request, session: Session) -> Who:
@@ -267,7 +275,11 @@ class WebUI:
             return Viewer(None, True, lambda _repo, _action: True, open=True)
         policy = self.auth.policy
         if session.user is not None:
-            who = Identity(session.user, frozenset(session.groups))
+            # as a bearer token's subject is: its groups and its source's admin flag now
+            # (a local administrator is one), with the groups it had at sign-in
+            known = self.auth.logins.identity(session.user)
+            groups = known.groups | frozenset(session.groups)
+            who = Identity(session.user, groups, admin=known.admin, grants=known.grants)
             as_caller = caller_for(policy, who)
             return Viewer(session.user, as_caller.admin, as_caller.may, caller=as_caller)
         caller = caller_of(scope)
@@ -291,6 +303,7 @@ class WebUI:
         viewer = self.viewer(request, session)
         language = self.language(request)
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        local = self.services.settings.auth.local
         html = (
             self.envs[language]
             .get_template(template)
@@ -300,6 +313,8 @@ class WebUI:
                 languages=LANGUAGES,
                 viewer=viewer,
                 api_pages=bool(self.api_pages),
+                local_users=self.services.settings.auth.local is not None,
+                signup=bool(local and local.selfregistration),
                 csrf=session.csrf,
                 auth_enabled=self.auth is not None,
                 here=here,
