@@ -38,6 +38,7 @@ from registry.ui.account_pages import AccountPages
 from registry.ui.api_pages import ApiPageError, ApiPages, Rendered, Who
 from registry.ui.i18n import LANGUAGES, N_, Formats, load_translations, negotiate, translator
 from registry.ui.internal import InternalApi
+from registry.ui.operator_pages import OperatorPages
 from registry.ui.project_pages import ProjectPages
 from registry.ui.session import COOKIE, Session, SessionCodec
 from registry.ui.store import session_secret
@@ -145,13 +146,14 @@ class WebUI:
         self.search = search
         self.auth = auth
         # the pages answered by Wharf's own API as the viewer (``api``: the app's own API
-        # mounts, called in-process): projects, users and my account
+        # mounts, called in-process): projects, GC and events, users and my account
         self.api_pages: list[ApiPages] = []
         if api is not None:
             internal = InternalApi(api)
             local = services.settings.auth.local
             self.api_pages = [
                 ProjectPages(internal),
+                OperatorPages(internal, bool(services.settings.notifications.endpoints)),
                 AccountPages(internal, local is not None, bool(local and local.selfregistration)),
             ]
         catalogs = {language: load_translations(language) for language in LANGUAGES}
@@ -313,6 +315,7 @@ class WebUI:
                 languages=LANGUAGES,
                 viewer=viewer,
                 api_pages=bool(self.api_pages),
+                events_pages=bool(self.services.settings.notifications.endpoints),
                 local_users=self.services.settings.auth.local is not None,
                 signup=bool(local and local.selfregistration),
                 csrf=session.csrf,

@@ -122,7 +122,11 @@ class Formats:
         return f"{size} B"  # not reached
 
     def when(self, value: object) -> str:
-        """An ISO 8601 time (as the search API gives it) in UTC, the locale's medium form."""
+        """An ISO 8601 time (as the search API gives it) or epoch seconds (as the GC API
+        does) in UTC, the locale's medium form."""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            moment = datetime.fromtimestamp(value, UTC)
+            return f"{format_datetime(moment, 'medium', tzinfo=UTC, locale=self.language)} UTC"
         if not isinstance(value, str) or not value:
             return ""
         try:
