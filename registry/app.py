@@ -16,6 +16,7 @@ from registry.accounts.token import TokenEndpoint, build_token_endpoint
 from registry.api.access import CALLER_KEY, OPEN
 from registry.api.context import Services
 from registry.api.router import DistributionAPI
+from registry.check.setup import start_system
 from registry.config import Settings, load_settings
 from registry.drivers import make_driver
 from registry.errors import NotFound
@@ -189,6 +190,7 @@ class Wharf:
             default_project=self.settings.projects.default,
             access=quota_access(self.projects),  # members see, owners set (the roles)
         )
+        start_system(self.settings, self.mount)  # /api/system: wharf check's probes (#17)
         replication = start_replication(self.services, self.metrics, self.mount)  # (#6)
         if replication is not None:
             self._stack.callback(replication.cancel)

@@ -21,6 +21,7 @@ from registry.backup.cli import add_commands as backup_commands
 from registry.check.cli import add_commands as check_commands
 from registry.commandline import add_config_arguments, settings_or_exit
 from registry.config import ConfigError, Settings
+from registry.config.redact import redact
 from registry.events.cli import add_commands as events_commands
 from registry.gc.cli import add_commands as gc_commands
 from registry.logs import configure_logging
@@ -131,22 +132,6 @@ def _db(args: argparse.Namespace) -> int:
         print(f"database revision: {current or 'none'} (code expects {head_revision()})")
         return 0 if current == head_revision() else 1
     return 0
-
-
-SECRET_KEYS = ("password", "secret", "secretkey", "accesskey", "authorization", "token")
-
-
-def redact(value: Any) -> Any:
-    """``value`` with every credential (passwords, secrets, keys, Authorization headers)
-    replaced by ``***``, for printing."""
-    if isinstance(value, dict):
-        return {
-            k: "***" if isinstance(k, str) and k.lower().endswith(SECRET_KEYS) and v else redact(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
 
 
 def _config(args: argparse.Namespace) -> int:

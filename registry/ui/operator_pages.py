@@ -1,9 +1,13 @@
 """The operators' pages (issue #17): garbage collection (runs, start a dry run or a run,
-follow its progress, what a run would reclaim now) and events (each endpoint's delivery
-state and lag, dead events, requeue). Administrators only, as ``/api/gc`` and
-``/api/events`` are; answered by them as the viewer (:mod:`registry.ui.api_pages`)."""
+follow its progress, what a run would reclaim now), events (each endpoint's delivery
+state and lag, dead events, requeue) and the system (every dependency reached now, the
+version, the effective configuration without credentials). Administrators only, as
+``/api/gc``, ``/api/events`` and ``/api/system`` are; answered by them as the viewer
+(:mod:`registry.ui.api_pages`)."""
 
 from __future__ import annotations
+
+import json
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -30,6 +34,12 @@ RESULT_LABELS = {
     "live_blobs": N_("Live blobs"),
     "duration_seconds": N_("Duration (s)"),
 }
+CHECK_STATUS = {
+    "ok": N_("works"),
+    "fail": N_("fails"),
+    "warn": N_("warning"),
+    "skip": N_("skipped"),
+}
 STATES = {
     "running": N_("running"),
     "done": N_("done"),
@@ -47,7 +57,11 @@ class OperatorPages(ApiPages):
         self.events = events
 
     def pages(self) -> dict[str, Page]:
-        found: dict[str, Page] = {"/ui/gc": self.gc_page, "/ui/gc/run": self.run_page}
+        found: dict[str, Page] = {
+            "/ui/gc": self.gc_page,
+            "/ui/gc/run": self.run_page,
+            "/ui/system": self.system_page,
+        }
         if self.events:
             found["/ui/events"] = self.events_page
         return found
@@ -83,6 +97,13 @@ class OperatorPages(ApiPages):
         except RegistryError as e:
             return refused(e, "/ui/gc")
         return RedirectResponse(url("/ui/gc/run", id=str(started.json()["id"])), 303)
+
+    async def system_page(self, request: Request, who: Who) -> Rendered:
+        found = await self.get(who, "system")
+        config = json.dumps(found["config"], indent=2, sort_keys=True, default=str)
+        failed = sum(c["status"] == "fail" for c in found["checks"])
+        context = {**found, "config_text": config, "failed": failed, "statuses": CHECK_STATUS}
+        return "system.html", context, 200
 
     async def events_page(self, request: Request, who: Who) -> Rendered:
         endpoints = (await self.get(who, "events", "endpoints"))["endpoints"]

@@ -30,6 +30,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WharfServe
         "threshold": 1,
         "backoff": "0.2s",
         "maxattempts": 2,
+        "headers": {"Authorization": ["Bearer s3cr3t-of-the-listener"]},
     }
     config = htpasswd_config(workdir)
     _merge(config, {"http": {"workers": 1}, "storage": {"delete": {"enabled": True}}})
@@ -134,3 +135,33 @@ def test_events_dead_and_requeued_from_the_pages(setup: tuple[WharfServer, Recei
     with browser(server, "bob") as bob:
         assert bob.get("/ui/events").status_code == 403
         assert post(bob, "/ui/events/requeue", endpoint="listener").status_code == 403
+
+
+def test_the_system_page_reaches_every_dependency(setup: tuple[WharfServer, Receiver]) -> None:
+    server, receiver = setup
+    receiver.set_mode("500")  # a dependency that fails: the page says which
+    with browser(server, "admin") as admin:
+        r = admin.get("/ui/system")
+        assert r.status_code == 200, r.text
+        page = r.text
+        assert "Wharf " in page and 'href="/ui/system"' in page
+        rows = dict(
+            re.findall(
+                r"<tr><td>(\w+)</td><td><code>[^<]*</code></td><td class=\"status-(\w+)\"", page
+            )
+        )
+        assert rows["storage"] == "ok" and rows["database"] == "ok"
+        assert rows["notifications"] == "fail" and "1 dependency fails" in page
+        assert "s3cr3t-of-the-listener" not in page and "***" in page  # credentials hidden
+        assert receiver.url in page  # the rest of the configuration is there
+        receiver.set_mode("ok")
+        assert "every dependency works" in admin.get("/ui/system").text
+    with server.client(auth=("admin", PASSWORDS["admin"])) as c:
+        found = c.get("/api/system").json()
+        assert {x["check"] for x in found["checks"]} >= {"storage", "database", "notifications"}
+        assert found["config"]["http"]["addr"] == f"127.0.0.1:{server.port}"
+    with browser(server, "bob") as bob:
+        assert 'href="/ui/system"' not in bob.get("/ui/").text
+        assert bob.get("/ui/system").status_code == 403
+    with server.client(auth=("bob", PASSWORDS["bob"])) as c:
+        assert c.get("/api/system").status_code == 403
