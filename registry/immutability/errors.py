@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from registry.errors import Denied, NameUnknown, RegistryError
+from registry.errors import Denied, RegistryError
 from registry.immutability.rules import Rule
 
 
@@ -44,7 +44,7 @@ class ImmutableRuleUnknown(RegistryError):
     code, status, default_message = "IMMUTABLE_RULE_UNKNOWN", 404, "immutability rule unknown"
 
 
-class ProjectUnknown(NameUnknown):
-    """No project of that name (NAME_UNKNOWN, HTTP 404)."""
+class ProjectUnknown(RegistryError):
+    """No project of that name (HTTP 404; the projects API's code for it)."""
 
-    default_message = "project unknown"
+    code, status, default_message = "PROJECT_UNKNOWN", 404, "project unknown"
