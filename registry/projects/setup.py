@@ -162,9 +162,10 @@ def immutability_access(
     directory: ProjectDirectory,
 ) -> Callable[[Scope, str, bool], Awaitable[None]]:
     """Who may see and change a project's immutability rules (docs/immutability.md): any
-    member sees them, its maintainers and owners add and remove them; system
-    administrators (and everyone on an open registry) do both. A project the caller may
-    not see (private, no role) or that does not exist answers 404, as the projects API."""
+    member (and any signed-in user of a public project) sees them, its maintainers and
+    owners add and remove them; system administrators (and everyone on an open registry)
+    do both. A project the caller may not see (private, no role) or that does not exist
+    answers 404, as the projects API."""
 
     async def check(scope: Scope, project: str, write: bool) -> None:
         caller = caller_of(scope)
@@ -183,8 +184,7 @@ def immutability_access(
         role = directory.role(caller.identity, project)
         if role is None and not entry.public:
             raise ProjectUnknown(detail={"name": project[:100]})
-        if role is None or (write and RANK[role] < RANK[MAINTAINER]):
-            need = "a maintainer or owner" if write else "a member"
-            raise Denied(f"{caller.name} is not {need} of project {project}")
+        if write and (role is None or RANK[role] < RANK[MAINTAINER]):
+            raise Denied(f"{caller.name} is not a maintainer or owner of project {project}")
 
     return check

@@ -330,6 +330,9 @@ def test_rules_api_access(server: WharfServer, rule: dict[str, Any]) -> None:
     with as_user(server, "eve") as eve:  # no member of the private project
         api_error(eve.get("/api/projects/team/immutable"), 404, "PROJECT_UNKNOWN")
         api_error(eve.post("/api/projects/team/immutable", json=body), 404, "PROJECT_UNKNOWN")
+        # a public project's rules: anyone signed in reads them, only its maintainers change
+        assert eve.get("/api/projects/pub/immutable").json() == {"project": "pub", "rules": []}
+        api_error(eve.post("/api/projects/pub/immutable", json=body), 403, "DENIED")
     with as_user(server, None) as anonymous:
         api_error(anonymous.get("/api/projects/team/immutable"), 401, "UNAUTHORIZED")
     # an owner adds and removes one
