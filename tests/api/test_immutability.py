@@ -32,6 +32,7 @@ from tests.support.quotas import OciLayout, layer_bytes, wharf_cli
 from tests.support.reference import ReferenceRegistry
 from tests.support.replication import push_layers, replicate, tag_digests
 from tests.support.server import WharfServer
+from tests.support.slapd import metric
 
 pytestmark = pytest.mark.e2e
 
@@ -244,8 +245,10 @@ def test_tag_and_manifest_deletes_are_refused(server: WharfServer, rule: dict[st
         held, _ = push_image(mary, repo, "release-7", [b"held layer"])
         assert push_image(mary, repo, "latest", [b"held layer"])[0] == held  # 2 tags, 1 manifest
         loose, _ = push_image(mary, repo, "dev-7", [b"loose layer"])
+        refused = metric(server, "wharf_immutable_refused_total", action="delete")
         denied_body(mary.delete(f"/v2/{repo}/manifests/release-7"), rule, repo, "release-7")
         denied_body(mary.delete(f"/v2/{repo}/manifests/{held}"), rule, repo, "release-7")
+        assert metric(server, "wharf_immutable_refused_total", action="delete") == refused + 2
         # nothing changed: both tags are there, at the manifest
         assert digest_at(server, repo, "release-7") == held
         assert digest_at(server, repo, "latest") == held
