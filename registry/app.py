@@ -22,6 +22,7 @@ from registry.drivers import make_driver
 from registry.errors import NotFound
 from registry.events.setup import start_events
 from registry.gc.setup import gc_pins, start_gc
+from registry.immutability.setup import ImmutableKeeper, start_immutability
 from registry.logs import configure_logging
 from registry.meta.db import Database
 from registry.meta.migrate import ensure_schema
@@ -30,7 +31,13 @@ from registry.metrics import Metrics
 from registry.middleware.auth import DISTRIBUTION, METRICS, MOUNTED, AuthMiddleware
 from registry.middleware.errors import ErrorMiddleware
 from registry.middleware.observe import ObserveMiddleware
-from registry.projects.setup import build_directory, quota_access, robots_access, start_projects
+from registry.projects.setup import (
+    build_directory,
+    immutability_access,
+    quota_access,
+    robots_access,
+    start_projects,
+)
 from registry.quotas.setup import gc_removed, start_quotas
 from registry.search.setup import facts_reader, start_search
 from registry.service.blobs import BlobService
@@ -94,6 +101,8 @@ class Wharf:
         self.settings = settings
         self.metrics = Metrics()
         self.services: Services | None = None
+        # immutable tags (#16): which tags a rule holds, for retention to keep
+        self.keeper: ImmutableKeeper | None = None
         self._api: DistributionAPI | None = None
         self._stack = AsyncExitStack()
         # Wharf's own API and pages (events, GC, search, replication, accounts, UI):
@@ -191,6 +200,13 @@ class Wharf:
             access=quota_access(self.projects),  # members see, owners set (the roles)
         )
         start_system(self.settings, self.mount)  # /api/system: wharf check's probes (#17)
+        self.keeper = start_immutability(  # immutable tags (#16): the keeper is retention's
+            self.services,
+            self.metrics.registry,
+            self.mount,
+            default_project=self.settings.projects.default,
+            access=immutability_access(self.projects),  # maintainers and owners change rules
+        )
         replication = start_replication(self.services, self.metrics, self.mount)  # (#6)
         if replication is not None:
             self._stack.callback(replication.cancel)

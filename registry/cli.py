@@ -24,6 +24,7 @@ from registry.config import ConfigError, Settings
 from registry.config.redact import redact
 from registry.events.cli import add_commands as events_commands
 from registry.gc.cli import add_commands as gc_commands
+from registry.immutability.cli import add_commands as immutable_commands
 from registry.logs import configure_logging
 from registry.meta.migrate import (
     SchemaOutOfDate,
@@ -261,6 +262,7 @@ def parser() -> argparse.ArgumentParser:
     gc_commands(sub, [MirrorRoots()], lambda s: [gc_removed(s.projects.default).removed])
     project_commands(sub)  # wharf project (#15)
     quota_commands(sub)  # wharf quota set|show|recount (#15)
+    immutable_commands(sub)  # wharf immutable add|list|remove (#16)
     events_commands(sub)  # wharf events status|dead|requeue (#5)
     return p
 

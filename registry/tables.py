@@ -18,6 +18,7 @@ FEATURE_TABLES = (
     "registry.accounts.tables",
     "registry.events.tables",
     "registry.gc.tables",
+    "registry.immutability.tables",
     "registry.projects.tables",
     "registry.quotas.tables",
     "registry.search.tables",

@@ -158,9 +158,10 @@ def _set_tag(conn: Connection, repo_id: int, tag: str, manifest_id: int) -> None
     direct.execute(conn, q.set_tag(conn.dialect.name), params)
 
 
-def _put_manifest(conn: Connection, hooks: Hooks, change: Change) -> None:
+def _put_manifest(conn: Connection, hooks: Hooks, change: Change, guards: Hooks = ()) -> None:
     repository, new, tag = change.repository, change.manifest, change.tag
     assert new is not None
+    _notify(conn, guards, change)  # before any row is written: they see the old state
     repo_id = _repository_id(conn, repository, create=True)
     assert repo_id is not None
     check_references(conn, repo_id, new)
@@ -313,11 +314,18 @@ class MetadataStore:
     def __init__(self, db: Database, hooks: Sequence[ChangeHook] = ()) -> None:
         self.db = db
         self.hooks: list[ChangeHook] = list(hooks)
+        self.guards: list[ChangeHook] = []
         self.catalog_sources: list[CatalogSource] = []
 
     def add_hook(self, hook: ChangeHook) -> None:
         """Call ``hook`` inside every content-changing transaction from now on."""
         self.hooks.append(hook)
+
+    def add_guard(self, guard: ChangeHook) -> None:
+        """Call ``guard`` at the start of every manifest push's transaction from now on,
+        before its rows are written (the tag still points where it did): it refuses the
+        push by raising (an OCI error), which rolls the transaction back."""
+        self.guards.append(guard)
 
     def add_catalog_source(self, source: CatalogSource) -> None:
         """List the names ``source`` returns in the catalog too (repositories a feature
@@ -390,7 +398,7 @@ class MetadataStore:
             request=current_request.get(),
             details=details or {},
         )
-        await self.db.run_write(_put_manifest, tuple(self.hooks), change)
+        await self.db.run_write(_put_manifest, tuple(self.hooks), change, tuple(self.guards))
 
     async def resolve(
         self, repository: str, *, tag: str | None = None, digest: str | None = None

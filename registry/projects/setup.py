@@ -156,3 +156,35 @@ def robots_access(directory: ProjectDirectory) -> Callable[[Scope, str], Awaitab
             raise Denied(f"{caller.name} is not a maintainer or owner of project {project}")
 
     return check
+
+
+def immutability_access(
+    directory: ProjectDirectory,
+) -> Callable[[Scope, str, bool], Awaitable[None]]:
+    """Who may see and change a project's immutability rules (docs/immutability.md): any
+    member (and any signed-in user of a public project) sees them, its maintainers and
+    owners add and remove them; system administrators (and everyone on an open registry)
+    do both. A project the caller may not see (private, no role) or that does not exist
+    answers 404, as the projects API."""
+
+    async def check(scope: Scope, project: str, write: bool) -> None:
+        caller = caller_of(scope)
+        if is_open(scope):
+            return
+        if caller is None or caller.name is None:
+            raise Unauthorized("credentials required")
+        await directory.settle(f"{project}/immutable")  # a project just made elsewhere
+        entry = directory.get(project)
+        if entry is None:
+            raise ProjectUnknown(
+                f"project {project} does not exist", detail={"name": project[:100]}
+            )
+        if caller.admin:
+            return
+        role = directory.role(caller.identity, project)
+        if role is None and not entry.public:
+            raise ProjectUnknown(detail={"name": project[:100]})
+        if write and (role is None or RANK[role] < RANK[MAINTAINER]):
+            raise Denied(f"{caller.name} is not a maintainer or owner of project {project}")
+
+    return check

@@ -122,12 +122,18 @@ OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
     (["project", "member", "add", "team", "devs", "developer", "--group"], {"group": True}),
     (["project", "member", "remove", "team", "olga"], {"project": "team", "name": "olga"}),
     (["project", "member", "list", "team"], {"project": "team"}),
+    (
+        ["immutable", "add", "team", "--repository", "team/**", "--tag", "release-*"],
+        {"project": "team", "repository": "team/**", "tag": "release-*"},
+    ),
+    (["immutable", "list", "team"], {"project": "team", "immutable_command": "list"}),
+    (["immutable", "remove", "team", "3"], {"project": "team", "id": 3}),
     (["backup", "/srv/backup", "--json"], {"directory": "/srv/backup", "json": True}),
     (["restore", "/srv/backup", "--force"], {"directory": "/srv/backup", "force": True}),
 ]
 CFG = "/etc/wharf/config.yml"
 # commands with subcommands
-GROUPS = {"events", "search", "robot", "policy", "user", "quota", "project"}
+GROUPS = {"events", "search", "robot", "policy", "user", "quota", "project", "immutable"}
 SUBGROUPS = {("project", "member")}  # subcommands with subcommands
 
 

@@ -1,0 +1,1 @@
+"""Immutable tags per project (issue #16): see docs/immutability.md."""
