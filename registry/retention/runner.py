@@ -55,7 +55,6 @@ class Plan:
 
     decisions: list[Decision] = field(default_factory=list)
     bytes: int = 0
-    digests: list[str] = field(default_factory=list)
     repositories: int = 0  # repositories looked at
     tags: int = 0  # tags looked at
     seconds: float = 0.0  # how long reading and deciding took
@@ -205,6 +204,7 @@ class Retention:
         """What a run of ``project`` would remove now, and the bytes that frees."""
         started = time.monotonic()
         rules, repos, protected = await self.db.run_read(self._read, project)
+        log.debug("retention of %s: read in %.2f s", project, time.monotonic() - started)
         now = self.clock()
 
         def deciding() -> list[Decision]:
@@ -218,12 +218,12 @@ class Retention:
             return found
 
         decisions = await asyncio.to_thread(deciding)
+        log.debug("retention of %s: decided at %.2f s", project, time.monotonic() - started)
         going = [m.id for d in decisions for m in d.manifests]
-        freed, digests = await self.db.run_read(store.freed_bytes, going)
+        freed = await self.db.run_read(store.freed_bytes, going)
         return Plan(
             decisions,
             freed,
-            digests,
             repositories=len(repos),
             tags=sum(len(r.tags) for r in repos),
             seconds=time.monotonic() - started,

@@ -10,11 +10,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Connection,
+    Integer,
+    MetaData,
     Table,
     case,
     delete,
+    func,
     insert,
     not_,
     or_,
@@ -45,12 +49,15 @@ from registry.retention.tables import (
 IN_BATCH = 500
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
 def epoch(value: datetime | None) -> float | None:
     """A stored time as epoch seconds (SQLite gives them back without a zone: UTC)."""
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
+        return (value - _EPOCH).total_seconds()
     return value.timestamp()
 
 
@@ -401,75 +408,80 @@ def read_project(conn: Connection, project: str, default: str) -> list[Repositor
         select(tags.c.repository_id, tags.c.name, tags.c.manifest_id, tags.c.updated_at)
         .select_from(tags.join(repositories, repositories.c.id == tags.c.repository_id))
         .where(where)
-        .order_by(tags.c.repository_id, tags.c.name)
     ):
-        key = digest_of.get(int(mid))
-        pulled = _latest(
-            t_pulled.get((int(rid), str(name))), m_pulled.get(key) if key is not None else None
-        )
-        repos[int(rid)].tags.append(TagRow(str(name), int(mid), epoch(updated) or 0.0, pulled))
+        pulled = t_pulled.get((rid, name))
+        key = digest_of.get(mid)
+        if key is not None and (seen := m_pulled.get(key)) is not None:
+            pulled = seen if pulled is None or seen > pulled else pulled
+        repos[rid].tags.append(TagRow(name, mid, epoch(updated) or 0.0, pulled))
     return list(repos.values())
 
 
-def freed_bytes(conn: Connection, going: Iterable[int]) -> tuple[int, list[str]]:
-    """What removing the manifests ``going`` (ids) frees: the bytes of the manifests and
-    blobs no other manifest in the registry holds (a manifest of that digest elsewhere, or a
-    manifest referencing the blob), and their digests."""
-    ids = set(going)
+# the ids of the manifests a run removes, for the one query that sums what that frees
+# (a temporary table of the reading connection, never part of the schema)
+_going = Table("retention_going", MetaData(), Column("id", Integer, primary_key=True))
+
+
+def freed_bytes(conn: Connection, going: Iterable[int]) -> int:
+    """What removing the manifests ``going`` (ids) frees: the bytes of those manifests and
+    of their blobs that no other manifest in the registry holds (a manifest of that digest
+    that stays, or one that stays referencing it as a blob). The ids go into a temporary
+    table of this connection; the database sums the rest in two queries."""
+    ids = sorted(set(going))
     if not ids:
-        return 0, []
-    id_list = sorted(ids)
-    sizes: dict[str, int] = {}
-    blob_candidates: set[str] = set()
-    for i in range(0, len(id_list), IN_BATCH):
-        part = id_list[i : i + IN_BATCH]
-        for digest, size in conn.execute(
-            select(manifests.c.digest, manifests.c.size).where(manifests.c.id.in_(part))
-        ):
-            sizes[str(digest)] = int(size)
-        blob_candidates.update(
-            str(d)
-            for d in conn.execute(
-                select(manifest_blobs.c.digest).where(manifest_blobs.c.manifest_id.in_(part))
-            ).scalars()
+        return 0
+    postgres = conn.dialect.name == "postgresql"
+    conn.exec_driver_sql(
+        "CREATE TEMPORARY TABLE IF NOT EXISTS retention_going (id INTEGER PRIMARY KEY)"
+        + (" ON COMMIT DROP" if postgres else "")
+    )
+    try:
+        conn.execute(delete(_going))
+        for i in range(0, len(ids), 5000):
+            conn.execute(insert(_going), [{"id": n} for n in ids[i : i + 5000]])
+        going_ids = select(_going.c.id)
+        other_m = manifests.alias("other_m")
+        other_mb = manifest_blobs.alias("other_mb")
+
+        def held(digest: ColumnElement[str]) -> ColumnElement[bool]:
+            by_manifest = (
+                select(other_m.c.id)
+                .where(other_m.c.digest == digest, other_m.c.id.not_in(going_ids))
+                .exists()
+            )
+            by_link = (
+                select(other_mb.c.manifest_id)
+                .where(other_mb.c.digest == digest, other_mb.c.manifest_id.not_in(going_ids))
+                .exists()
+            )
+            return or_(by_manifest, by_link)
+
+        freed_blobs = (
+            select(manifest_blobs.c.digest, blobs.c.size)
+            .distinct()
+            .select_from(
+                _going.join(manifest_blobs, manifest_blobs.c.manifest_id == _going.c.id).join(
+                    blobs, blobs.c.digest == manifest_blobs.c.digest
+                )
+            )
+            .where(not_(held(manifest_blobs.c.digest)))
+            .subquery()
         )
-    freed: dict[str, int] = {}
-    manifest_digests = sorted(sizes)
-    held: set[str] = set()
-    for i in range(0, len(manifest_digests), IN_BATCH):
-        digests_part = manifest_digests[i : i + IN_BATCH]
-        for mid, digest in conn.execute(
-            select(manifests.c.id, manifests.c.digest).where(manifests.c.digest.in_(digests_part))
-        ):
-            if int(mid) not in ids:
-                held.add(str(digest))
-        for mid, digest in conn.execute(
-            select(manifest_blobs.c.manifest_id, manifest_blobs.c.digest).where(
-                manifest_blobs.c.digest.in_(digests_part)
-            )
-        ):
-            if int(mid) not in ids:
-                held.add(str(digest))
-    for digest in manifest_digests:
-        if digest not in held:
-            freed[digest] = sizes[digest]
-    candidates = sorted(blob_candidates - set(freed) - held)
-    for i in range(0, len(candidates), IN_BATCH):
-        blob_part = candidates[i : i + IN_BATCH]
-        holders: set[str] = set()
-        for mid, digest in conn.execute(
-            select(manifest_blobs.c.manifest_id, manifest_blobs.c.digest).where(
-                manifest_blobs.c.digest.in_(blob_part)
-            )
-        ):
-            if int(mid) not in ids:
-                holders.add(str(digest))
-        for digest, size in conn.execute(
-            select(blobs.c.digest, blobs.c.size).where(blobs.c.digest.in_(blob_part))
-        ):
-            if str(digest) not in holders:
-                freed[str(digest)] = int(size)
-    return sum(freed.values()), sorted(freed)
+        blob_bytes = conn.execute(select(func.coalesce(func.sum(freed_blobs.c.size), 0))).scalar()
+        freed_manifests = (
+            select(manifests.c.digest, func.max(manifests.c.size).label("size"))
+            .select_from(_going.join(manifests, manifests.c.id == _going.c.id))
+            .where(not_(held(manifests.c.digest)))
+            .group_by(manifests.c.digest)
+            .subquery()
+        )
+        manifest_bytes = conn.execute(
+            select(func.coalesce(func.sum(freed_manifests.c.size), 0))
+        ).scalar()
+    finally:
+        if not postgres:  # PostgreSQL drops it with the transaction
+            conn.exec_driver_sql("DROP TABLE IF EXISTS temp.retention_going")
+    return int(blob_bytes or 0) + int(manifest_bytes or 0)
 
 
 # -- runs ------------------------------------------------------------------

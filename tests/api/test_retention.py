@@ -571,3 +571,52 @@ def test_members_read_maintainers_change_and_run(tmp_path: Path) -> None:
             )
     finally:
         server.stop()
+
+
+# -- the keepers seam (immutable tags: part B supplies one) -------------------
+
+
+def test_a_keeper_keeps_tags_the_rules_would_remove(
+    c: httpx.Client, server: WharfServer, clock: ServerClock
+) -> None:
+    import asyncio
+    from contextlib import AsyncExitStack
+
+    from sqlalchemy import Connection
+
+    from registry.app import build_services
+    from registry.config import load_settings
+    from registry.retention.setup import build_retention
+
+    name = project()
+    repo = f"{name}/app"
+    for tag in ("v1", "pinned-1", "v2", "v3"):
+        push(c, repo, tag)
+        clock.advance(60)
+    set_rules(c, name, [{"kind": "latest_pushed", "count": 1}])
+    asked: list[tuple[str, str, list[str]]] = []
+
+    def pinned(conn: Connection, project: str, repository: str, names: list[str]) -> set[str]:
+        asked.append((project, repository, sorted(names)))
+        return {n for n in names if n.startswith("pinned-")}
+
+    async def main() -> dict[str, Any]:
+        settings = load_settings(str(server.config_path))
+        async with AsyncExitStack() as stack:
+            services = await build_services(settings, stack)
+            retention = build_retention(services, keepers=[pinned])
+            plan = await retention.plan(name)
+            assert plan.candidates() == [
+                {
+                    "repository": repo,
+                    "tags": ["v1", "v2"],
+                    "manifests": plan.candidates()[0]["manifests"],
+                }
+            ]
+            run_id = await retention.start(name, False, False, "test", background=False)
+            return await retention.run(name, run_id)
+
+    found = asyncio.run(main())
+    assert found["status"] == "done" and removed(found) == {repo: {"v1", "v2"}}
+    assert asked == [(name, repo, ["pinned-1", "v1", "v2", "v3"])] * 2  # plan, then the run
+    assert tags(c, repo) == ["pinned-1", "v3"]
