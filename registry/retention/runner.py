@@ -414,7 +414,12 @@ class Retention:
 
     def periodic(self) -> Periodic:
         return Periodic(
-            "retention-schedule", self._check, log, interval=SCHEDULE_CHECK, jitter=(0.8, 1.0)
+            "retention-schedule",
+            self._check,
+            log,
+            interval=SCHEDULE_CHECK,
+            first=(1.0, 3.0),
+            jitter=(0.8, 1.0),
         )
 
     async def _check(self) -> None:

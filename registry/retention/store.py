@@ -4,6 +4,7 @@ decision is made from. Every function takes the caller's ``Connection``."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -182,13 +183,29 @@ def get_policy(conn: Connection, project_id: int) -> Policy:
 
 
 def set_policy(conn: Connection, project_id: int, policy: Policy) -> None:
+    """Set the project's schedule and GC flag; a new or changed schedule counts its cron
+    times from now (``last_due``), an unchanged one keeps its place."""
+    row = conn.execute(
+        select(retention_policies.c.schedule).where(retention_policies.c.project_id == project_id)
+    ).first()
+    if row is not None and row.schedule == policy.schedule:
+        conn.execute(
+            update(retention_policies)
+            .where(retention_policies.c.project_id == project_id)
+            .values(gc=policy.gc)
+        )
+        return
     stmt = upsert_module(conn.dialect.name).insert(retention_policies)
     conn.execute(
         stmt.values(
-            project_id=project_id, schedule=policy.schedule, gc=policy.gc
+            project_id=project_id, schedule=policy.schedule, gc=policy.gc, last_due=time.time()
         ).on_conflict_do_update(
             index_elements=[retention_policies.c.project_id],
-            set_={"schedule": stmt.excluded.schedule, "gc": stmt.excluded.gc, "last_due": None},
+            set_={
+                "schedule": stmt.excluded.schedule,
+                "gc": stmt.excluded.gc,
+                "last_due": stmt.excluded.last_due,
+            },
         )
     )
 

@@ -586,6 +586,7 @@ def test_a_keeper_keeps_tags_the_rules_would_remove(
 
     from registry.app import build_services
     from registry.config import load_settings
+    from registry.meta.trail import AdminChange
     from registry.retention.setup import build_retention
 
     name = project()
@@ -595,6 +596,10 @@ def test_a_keeper_keeps_tags_the_rules_would_remove(
         clock.advance(60)
     set_rules(c, name, [{"kind": "latest_pushed", "count": 1}])
     asked: list[tuple[str, str, list[str]]] = []
+    trail: list[AdminChange] = []
+
+    def record(conn: Connection, change: AdminChange) -> None:
+        trail.append(change)
 
     def pinned(conn: Connection, project: str, repository: str, names: list[str]) -> set[str]:
         asked.append((project, repository, sorted(names)))
@@ -604,7 +609,7 @@ def test_a_keeper_keeps_tags_the_rules_would_remove(
         settings = load_settings(str(server.config_path))
         async with AsyncExitStack() as stack:
             services = await build_services(settings, stack)
-            retention = build_retention(services, keepers=[pinned])
+            retention = build_retention(services, keepers=[pinned], trail=record)
             plan = await retention.plan(name)
             assert plan.candidates() == [
                 {
@@ -620,3 +625,33 @@ def test_a_keeper_keeps_tags_the_rules_would_remove(
     assert found["status"] == "done" and removed(found) == {repo: {"v1", "v2"}}
     assert asked == [(name, repo, ["pinned-1", "v1", "v2", "v3"])] * 2  # plan, then the run
     assert tags(c, repo) == ["pinned-1", "v3"]
+    # the run's start and end handed to the trail (the audit log)
+    assert [(t.action, t.project) for t in trail] == [
+        ("retention.run.start", name),
+        ("retention.run.finish", name),
+    ]
+    assert trail[1].details["tags_removed"] == 2 and trail[1].outcome == "success"
+
+
+def test_a_scheduled_run_starts_at_its_cron_time(c: httpx.Client, clock: ServerClock) -> None:
+    name = project()
+    repo = f"{name}/app"
+    push(c, repo, "v1")
+    clock.advance(60)
+    push(c, repo, "v2")
+    set_rules(c, name, [{"kind": "latest_pushed", "count": 1}], schedule="*/5 * * * *")
+    time.sleep(2)
+    assert c.get(f"/api/projects/{name}/retention/runs").json()["runs"] == []  # not yet due
+    clock.advance(600)  # past the next cron time
+    for _ in range(450):  # each worker looks every 24 to 30 s
+        runs = c.get(f"/api/projects/{name}/retention/runs").json()["runs"]
+        if runs and runs[0]["status"] != "running":
+            break
+        time.sleep(0.1)
+    assert [(r["trigger"], r["dry_run"], r["status"]) for r in runs] == [
+        ("schedule", False, "done")
+    ]
+    assert tags(c, repo) == ["v2"]
+    # a PUT keeping the schedule keeps its place: no run until the next cron time
+    set_rules(c, name, [{"kind": "latest_pushed", "count": 1}], schedule="*/5 * * * *")
+    assert len(c.get(f"/api/projects/{name}/retention/runs").json()["runs"]) == 1
