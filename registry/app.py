@@ -21,6 +21,7 @@ from registry.config import Settings, load_settings
 from registry.drivers import make_driver
 from registry.errors import NotFound
 from registry.events.setup import start_events
+from registry.gc.runner import options_from
 from registry.gc.setup import gc_pins, start_gc
 from registry.immutability.setup import ImmutableKeeper, start_immutability
 from registry.logs import configure_logging
@@ -35,10 +36,12 @@ from registry.projects.setup import (
     build_directory,
     immutability_access,
     quota_access,
+    retention_access,
     robots_access,
     start_projects,
 )
 from registry.quotas.setup import gc_removed, start_quotas
+from registry.retention.setup import Retention, start_retention
 from registry.search.setup import facts_reader, start_search
 from registry.service.blobs import BlobService
 from registry.service.facts import FactsReader, no_facts
@@ -103,6 +106,7 @@ class Wharf:
         self.services: Services | None = None
         # immutable tags (#16): which tags a rule holds, for retention to keep
         self.keeper: ImmutableKeeper | None = None
+        self.retention: Retention | None = None  # tag retention (#16), once started
         self._api: DistributionAPI | None = None
         self._stack = AsyncExitStack()
         # Wharf's own API and pages (events, GC, search, replication, accounts, UI):
@@ -173,7 +177,7 @@ class Wharf:
         """Mount the feature APIs and start their background tasks (each feature adds
         its lines here; ``self._stack`` cancels and closes them at shutdown)."""
         assert self.services is not None
-        start_gc(  # online GC (#7), keeping what the pull-through mirror cached (#6)
+        gc = start_gc(  # online GC (#7), keeping what the pull-through mirror cached (#6)
             self.services,
             self.metrics.registry,
             self._stack,
@@ -206,6 +210,19 @@ class Wharf:
             self.mount,
             default_project=self.settings.projects.default,
             access=immutability_access(self.projects),  # maintainers and owners change rules
+        )
+        settings = self.settings
+
+        async def gc_after_retention() -> int:
+            return await gc.start(options_from(settings), "retention")
+
+        self.retention = start_retention(  # tag retention and last-pull times (#16)
+            self.services,
+            self._stack,
+            self.mount,
+            start_gc=gc_after_retention,
+            access=retention_access(self.projects),  # members see, maintainers+ run
+            keepers=[self.keeper],  # immutable tags stay whatever the rules say
         )
         replication = start_replication(self.services, self.metrics, self.mount)  # (#6)
         if replication is not None:

@@ -10,7 +10,7 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
@@ -37,12 +37,29 @@ from registry.metrics import MULTIPROC_ENV
 from registry.projects.cli import add_commands as project_commands
 from registry.quotas.cli import add_commands as quota_commands
 from registry.quotas.hook import gc_removed
+from registry.retention.cli import add_commands as retention_commands
 from registry.search.cli import add_commands as search_commands
 from replicator.cli import add_commands as replicator_commands
 from replicator.mirror_store import MirrorRoots
 
 if TYPE_CHECKING:
     from auth.policy import Identity, Policy
+    from registry.retention.setup import Retention
+
+
+@contextlib.asynccontextmanager
+async def _open_retention(settings: Settings) -> AsyncIterator[Retention]:
+    """The registry's features started in this process without serving (their hooks run
+    with every delete), for ``wharf retention``."""
+    from registry.app import Wharf
+
+    app = Wharf(settings)
+    await app.startup()
+    try:
+        assert app.retention is not None
+        yield app.retention
+    finally:
+        await app.shutdown()
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -263,6 +280,7 @@ def parser() -> argparse.ArgumentParser:
     project_commands(sub)  # wharf project (#15)
     quota_commands(sub)  # wharf quota set|show|recount (#15)
     immutable_commands(sub)  # wharf immutable add|list|remove (#16)
+    retention_commands(sub, _open_retention)  # wharf retention run|show (#16)
     events_commands(sub)  # wharf events status|dead|requeue (#5)
     return p
 

@@ -21,6 +21,7 @@ FEATURE_TABLES = (
     "registry.immutability.tables",
     "registry.projects.tables",
     "registry.quotas.tables",
+    "registry.retention.tables",
     "registry.search.tables",
     "registry.ui.tables",
     "replicator.tables",

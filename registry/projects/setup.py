@@ -188,3 +188,22 @@ def immutability_access(
             raise Denied(f"{caller.name} is not a maintainer or owner of project {project}")
 
     return check
+
+
+def retention_access(directory: ProjectDirectory) -> Callable[[Scope, str, bool], None]:
+    """Who may see and change a project's retention rules and start its runs (the roles'
+    matrix, docs/projects.md): any member sees them, maintainers and owners change and run
+    them; system administrators (and everyone on an open registry) do both."""
+
+    def check(scope: Scope, project: str, write: bool) -> None:
+        caller = caller_of(scope)
+        if is_open(scope) or (caller is not None and caller.admin):
+            return
+        if caller is None or caller.name is None:
+            raise Unauthorized("credentials required")
+        role = directory.role(caller.identity, project)
+        if role is None or (write and RANK[role] < RANK[MAINTAINER]):
+            need = "a maintainer or owner" if write else "a member"
+            raise Denied(f"{caller.name} is not {need} of project {project}")
+
+    return check

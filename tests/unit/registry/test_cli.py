@@ -115,6 +115,8 @@ OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
     (["quota", "set", "team", "none"], {"project": "team", "size": None}),
     (["quota", "show", "team"], {"project": "team"}),
     (["quota", "recount"], {"quota_command": "recount"}),
+    (["retention", "run", "team", "--dry-run", "--gc"], {"project": "team", "dry_run": True}),
+    (["retention", "show", "team", "--json"], {"project": "team", "json": True}),
     (["project", "create", "team", "--public"], {"name": "team", "public": True}),
     (["project", "show", "team"], {"name": "team"}),
     (["project", "update", "team", "--public", "false"], {"name": "team", "public": False}),
@@ -133,7 +135,7 @@ OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
 ]
 CFG = "/etc/wharf/config.yml"
 # commands with subcommands
-GROUPS = {"events", "search", "robot", "policy", "user", "quota", "project", "immutable"}
+GROUPS = {"events", "search", "robot", "policy", "user", "quota", "project", "immutable", "retention"}
 SUBGROUPS = {("project", "member")}  # subcommands with subcommands
 
 

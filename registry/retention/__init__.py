@@ -1,0 +1,1 @@
+"""Tag retention and last-pull times (issue #16): see docs/retention.md."""
