@@ -135,7 +135,17 @@ OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
 ]
 CFG = "/etc/wharf/config.yml"
 # commands with subcommands
-GROUPS = {"events", "search", "robot", "policy", "user", "quota", "project", "immutable", "retention"}
+GROUPS = {
+    "events",
+    "search",
+    "robot",
+    "policy",
+    "user",
+    "quota",
+    "project",
+    "immutable",
+    "retention",
+}
 SUBGROUPS = {("project", "member")}  # subcommands with subcommands
 
 
