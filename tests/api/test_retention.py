@@ -155,6 +155,23 @@ def test_latest_pushed_keeps_the_newest(
     assert [(h["id"], h["dry_run"]) for h in history] == [(real["id"], False), (dry["id"], True)]
 
 
+def test_a_rule_never_removes_an_immutable_tag(c: httpx.Client, clock: ServerClock) -> None:
+    name = project()
+    repo = f"{name}/app"
+    for tag in ("release-1", "v2", "release-3", "v4"):
+        push(c, repo, tag)
+        clock.advance(3600)
+    r = c.post(
+        f"/api/projects/{name}/immutable", json={"repository": f"{name}/**", "tag": "release-*"}
+    )
+    assert r.status_code == 201, r.text
+    set_rules(c, name, [{"repositories": ["**"], "kind": "latest_pushed", "count": 1}])
+    dry, real = dry_then_real(c, name)
+    # only v4 is kept by the rule; the release tags stay because they are immutable
+    assert removed(dry) == removed(real) == {repo: {"v2"}}
+    assert tags(c, repo) == ["release-1", "release-3", "v4"]
+
+
 def test_latest_pulled_keeps_the_most_recently_pulled(c: httpx.Client, clock: ServerClock) -> None:
     name = project()
     repo = f"{name}/app"
