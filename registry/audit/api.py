@@ -1,4 +1,4 @@
-"""``/api/audit``: the audit log, newest first, in cursor pages; ``/api/audit/export``.
+"""``/api/audit``: the audit log, newest first (by time), in cursor pages; ``/api/audit/export``.
 
 - ``GET /api/audit?project=&user=&action=&repository=&outcome=&since=&until=&cursor=&limit=``
   -> ``{"records": [...], "next": CURSOR or null}``; pass ``cursor=NEXT`` for the next
@@ -27,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 from registry.api.access import require_admin
 from registry.api.http import json_response
 from registry.audit import store
-from registry.audit.query import Query, format_time, parse_query
+from registry.audit.query import Query, format_cursor, format_time, parse_query
 from registry.audit.records import COLUMNS, to_json
 from registry.errors import Denied, NotFound, Unsupported
 from registry.meta.db import Database
@@ -89,7 +89,7 @@ class AuditAPI:
         else:
             rows = await self.db.run_read(store.page, query.filters, query.cursor, query.limit)
             more = len(rows) == query.limit
-            next_cursor = str(rows[-1]["id"]) if rows and more else None
+            next_cursor = format_cursor(rows[-1]) if rows and more else None
             response = json_response(
                 {"records": [shown(r) for r in rows], "next": next_cursor},
                 headers={"Cache-Control": "no-store"},
@@ -123,7 +123,7 @@ class AuditAPI:
                     yield "".join(out).encode()
                 if len(rows) < EXPORT_PAGE:
                     return
-                cursor = int(rows[-1]["id"])
+                cursor = (float(rows[-1]["time"]), int(rows[-1]["id"]))
 
         kind, ext = (
             ("text/csv; charset=utf-8", "csv") if csv_format else ("application/jsonl", "jsonl")

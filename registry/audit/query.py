@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from registry.audit.errors import AuditQueryInvalid
 from registry.audit.records import OUTCOMES
-from registry.audit.store import Filters
+from registry.audit.store import Cursor, Filters
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -32,7 +32,7 @@ _ACTION = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?")
 @dataclass(frozen=True, slots=True)
 class Query:
     filters: Filters
-    cursor: int | None
+    cursor: Cursor | None
     limit: int
     format: str = "jsonl"
 
@@ -61,6 +61,21 @@ def format_time(epoch: float) -> str:
     return (
         datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
     )
+
+
+def format_cursor(row: Mapping[str, object]) -> str:
+    """The cursor after ``row``: its time (``repr``: read back exactly) and id."""
+    return f"{float(str(row['time']))!r}_{row['id']}"
+
+
+def parse_cursor(text: str) -> Cursor:
+    when, _, last = text.partition("_")
+    if len(text) > 60 or not last.isdigit() or len(last) > 19:
+        raise ValueError(text)
+    value = float(when)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value, int(last)
 
 
 def parse_query(params: Mapping[str, str], export: bool = False) -> Query:
@@ -94,11 +109,11 @@ def parse_query(params: Mapping[str, str], export: bool = False) -> Query:
     since, until = times["since"], times["until"]
     if since is not None and until is not None and since > until:
         problems["until"] = "must not be before since"
-    cursor: int | None = None
+    cursor: Cursor | None = None
     if (raw := params.get("cursor")) is not None:
-        if raw.isdigit() and 0 < len(raw) <= 19:
-            cursor = int(raw)
-        else:
+        try:
+            cursor = parse_cursor(raw)
+        except ValueError:
             problems["cursor"] = "must be the next of a previous page"
     limit = DEFAULT_LIMIT
     if (raw := params.get("limit")) is not None:

@@ -53,6 +53,12 @@ def _cut(value: str | None, limit: int) -> str | None:
     return None if value is None else value[:limit]
 
 
+def client_address(addr: str) -> str:
+    """The client's address without its port (``RequestInfo.addr`` is ``host:port``)."""
+    host, sep, port = addr.rpartition(":")
+    return host if sep and port.isdigit() else addr
+
+
 def record(
     action: str,
     request: RequestInfo | None,
@@ -71,7 +77,7 @@ def record(
     return {
         "time": time.time() if when is None else when,
         "actor": _cut(who, LIMITS["actor"]),
-        "addr": _cut(request.addr, LIMITS["addr"]) if request is not None else None,
+        "addr": _cut(client_address(request.addr), LIMITS["addr"]) if request else None,
         "useragent": _cut(request.useragent, LIMITS["useragent"]) if request else None,
         "request_id": _cut(request.id, LIMITS["request_id"]) if request is not None else None,
         "action": action,

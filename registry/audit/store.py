@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, bindparam, delete, insert, select
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, delete, insert, or_, select
 
 from registry.audit.records import COLUMNS, Row
 from registry.audit.tables import audit_records
@@ -80,13 +80,18 @@ class Filters:
         return found
 
 
-def page(conn: Connection, filters: Filters, before: int | None, limit: int) -> list[Row]:
-    """Up to ``limit`` records matching ``filters``, newest first, with ids below
-    ``before`` (the cursor: the last id of the previous page)."""
+Cursor = tuple[float, int]  # (time, id) of the last record of the previous page
+
+
+def page(conn: Connection, filters: Filters, before: Cursor | None, limit: int) -> list[Row]:
+    """Up to ``limit`` records matching ``filters``, newest first (by time, then id),
+    after ``before`` in that order (the cursor: the last record of the previous page)."""
+    c = audit_records.c
     where = filters.where()
     if before is not None:
-        where.append(audit_records.c.id < before)
-    query = select(audit_records).where(*where).order_by(audit_records.c.id.desc()).limit(limit)
+        when, last = before
+        where.append(or_(c.time < when, and_(c.time == when, c.id < last)))
+    query = select(audit_records).where(*where).order_by(c.time.desc(), c.id.desc()).limit(limit)
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
