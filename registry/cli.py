@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from registry.accounts.cli import add_commands as robot_commands
 from registry.accounts.users_cli import add_commands as user_commands
+from registry.audit.cli import add_commands as audit_commands
 from registry.backup.cli import add_commands as backup_commands
 from registry.check.cli import add_commands as check_commands
 from registry.commandline import add_config_arguments, settings_or_exit
@@ -276,6 +277,7 @@ def parser() -> argparse.ArgumentParser:
     gc_commands(sub, [MirrorRoots()], lambda s: [gc_removed(s.projects.default).removed])
     project_commands(sub)  # wharf project (#15)
     quota_commands(sub)  # wharf quota set|show|recount (#15)
+    audit_commands(sub)  # wharf audit export (#16)
     events_commands(sub)  # wharf events status|dead|requeue (#5)
     return p
 

@@ -115,7 +115,7 @@ def of_change(change: Change, default_project: str) -> Row | None:
     if change.kind == "tag" and change.action == "delete":
         return record(TAG_DELETE, change.request, reference=change.tag, **common)
     if change.kind == "blob" and change.action == "delete":
-        return record(BLOB_DELETE, change.request, details={"size": change.size}, **common)
+        return record(BLOB_DELETE, change.request, **common)
     return None
 
 

@@ -115,6 +115,7 @@ OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
     (["quota", "set", "team", "none"], {"project": "team", "size": None}),
     (["quota", "show", "team"], {"project": "team"}),
     (["quota", "recount"], {"quota_command": "recount"}),
+    (["audit", "export", "--format", "csv", "--user", "dave"], {"format": "csv", "user": "dave"}),
     (["project", "create", "team", "--public"], {"name": "team", "public": True}),
     (["project", "show", "team"], {"name": "team"}),
     (["project", "update", "team", "--public", "false"], {"name": "team", "public": False}),
@@ -127,7 +128,7 @@ OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
 ]
 CFG = "/etc/wharf/config.yml"
 # commands with subcommands
-GROUPS = {"events", "search", "robot", "policy", "user", "quota", "project"}
+GROUPS = {"events", "search", "robot", "policy", "user", "quota", "project", "audit"}
 SUBGROUPS = {("project", "member")}  # subcommands with subcommands
 
 
