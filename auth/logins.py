@@ -45,7 +45,7 @@ from auth.htpasswd import Htpasswd
 from auth.ldap import LdapUnavailable
 from auth.ldap_cache import LdapAuthenticator
 from auth.policy import Identity, Policy
-from auth.throttle import LoginThrottle
+from auth.throttle import LoginThrottle, TooManyAttempts
 
 log = logging.getLogger("wharf.auth")
 
@@ -59,7 +59,7 @@ RobotCheck = Callable[[str, str], Awaitable[Iterable[str] | Identity | None]]
 LoginObserver = Callable[[str, str, float], None]
 # (user, source, result): every password actually checked (not one answered from the
 # cache of verified credentials), for the audit log; must not block or raise
-LoginRecord = Callable[[str, str, str], None]
+LoginRecord = Callable[[str, str, str], None]  # result: success, failure, error, throttled
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -154,7 +154,12 @@ class Logins:
             self._pending[digest] = task
             task.add_done_callback(lambda t: self._done(digest, t))
         # shielded: a client that hangs up does not cancel a check others wait for
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except TooManyAttempts:
+            if self.on_login is not None:
+                self.on_login(user, source, "throttled")
+            raise
 
     def _done(self, digest: bytes, task: asyncio.Task[Login | None]) -> None:
         self._pending.pop(digest, None)

@@ -27,6 +27,7 @@ from tests.support.clock import ServerClock
 from tests.support.oci import push_image, unique_name
 from tests.support.postgres import PostgresCluster
 from tests.support.projects import USERS, bearer, make_team, start_basic, start_token
+from tests.support.quotas import wharf_cli
 from tests.support.server import WharfServer, _merge
 
 pytestmark = pytest.mark.e2e
@@ -328,6 +329,20 @@ def test_filters_cursor_pages_and_exports(basic: WharfServer) -> None:
         r = admin.get("/api/audit/export", params={"format": "xml"})
         assert r.status_code == 400 and set(r.json()["errors"][0]["detail"]) == {"format"}
         assert admin.post("/api/audit").status_code == 405
+
+
+def test_wharf_audit_export_prints_the_records(basic: WharfServer) -> None:
+    every = records(basic, action="project.*")
+    assert every
+    out = wharf_cli(basic, "audit", "export", "--action", "project.*")
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line) for line in out.stdout.splitlines()] == every
+    out = wharf_cli(basic, "audit", "export", "--format", "csv", "--user", "admin")
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert rows and {row["actor"] for row in rows} == {"admin"}
+    out = wharf_cli(basic, "audit", "export", "--since", "soon")
+    assert out.returncode == 2 and "--since" in out.stderr
 
 
 def test_token_grants_are_recorded(tmp_path: Path) -> None:
