@@ -6,18 +6,24 @@ manifest), manifest, tag and blob delete writes its record on the change's conne
 so the change and its record commit together or not at all. Blob pushes and mounts are
 not recorded: the manifest push that follows sums them up (see docs/audit.md).
 
-:class:`AuditTrail` is the :class:`~registry.meta.trail.Trail` handed to the features
+:func:`audit_trail` is the :class:`~registry.meta.trail.Trail` handed to the features
 that make administrative changes (projects, members, quotas, robots, users, rules, GC
-runs): they call it with their transaction's connection.
+runs): they call it with their transaction's connection. :func:`cli_trail` is the same
+for the commands (``wharf project`` ...), naming the actor ``cli:USER``.
 """
 
 from __future__ import annotations
 
+import getpass
+import os
+from dataclasses import replace
+
 from sqlalchemy import Connection
 
 from registry.audit import records, store
+from registry.config import Settings
 from registry.meta.changes import Change
-from registry.meta.trail import AdminChange
+from registry.meta.trail import NO_TRAIL, AdminChange, Trail
 
 
 class AuditHook:
@@ -37,4 +43,25 @@ def audit_trail(conn: Connection, change: AdminChange) -> None:
     store.write(conn, records.of_admin(change))
 
 
-AuditTrail = audit_trail
+def command_actor() -> str:
+    """Who runs a command: ``cli:`` and the operating system's user name (or uid)."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no name for the uid (a container)
+        return f"cli:uid {os.getuid()}"
+
+
+def cli_trail(settings: Settings) -> Trail:
+    """The trail of ``wharf project|quota|user|robot|gc`` (given by registry/cli.py):
+    their changes recorded as the API's are, the actor ``cli:USER``; ``NO_TRAIL`` with
+    the audit log off."""
+    if not settings.audit.enabled:
+        return NO_TRAIL
+    actor = command_actor()
+
+    def trail(conn: Connection, change: AdminChange) -> None:
+        if change.request is None and change.actor is None:
+            change = replace(change, actor=actor)
+        audit_trail(conn, change)
+
+    return trail

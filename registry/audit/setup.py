@@ -14,14 +14,14 @@ from starlette.types import ASGIApp
 from registry.api.context import Services
 from registry.audit.api import PREFIX, Access, AuditAPI, admins_only
 from registry.audit.buffer import AuditBuffer
-from registry.audit.hook import AuditHook, audit_trail
+from registry.audit.hook import AuditHook, audit_trail, cli_trail
 from registry.audit.purge import purge
 from registry.audit.recorder import AuditRecorder
 from registry.config import Settings
 from registry.meta.trail import NO_TRAIL, Trail
 from registry.periodic import Periodic
 
-__all__ = ["AuditRecorder", "build_recorder", "start_audit"]
+__all__ = ["AuditRecorder", "build_recorder", "cli_trail", "start_audit"]
 
 log = logging.getLogger("wharf.audit")
 

@@ -16,6 +16,7 @@ from registry.audit.tables import audit_records
 from registry.meta import direct
 
 PURGE_BATCH = 5000
+HALF_MICROSECOND = 5e-7
 
 _WRITTEN = tuple(c for c in COLUMNS if c != "id")
 
@@ -73,10 +74,12 @@ class Filters:
             found.append(c.repository == self.repository)
         if self.outcome is not None:
             found.append(c.outcome == self.outcome)
+        # times are shown to the microsecond (rounded): a record shown at the ``since``
+        # given is in, one shown at ``until`` is out
         if self.since is not None:
-            found.append(c.time >= self.since)
+            found.append(c.time >= self.since - HALF_MICROSECOND)
         if self.until is not None:
-            found.append(c.time < self.until)
+            found.append(c.time < self.until - HALF_MICROSECOND)
         return found
 
 

@@ -73,3 +73,15 @@ def traced(
         return result
 
     return write
+
+
+# the trail of a command (``wharf project``, ``wharf quota``...) for its settings: given
+# by registry/cli.py to each feature's ``add_commands(sub, trail=...)``
+TrailFor = Callable[[Any], Trail]
+
+
+def command_trail(args: object, settings: object) -> Trail:
+    """The trail a command's parsed ``args`` carry (``trail_for``, set as a default by
+    its ``add_commands``), for ``settings``; :data:`NO_TRAIL` without one."""
+    make = getattr(args, "trail_for", None)
+    return make(settings) if make is not None else NO_TRAIL

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import getpass
 import io
 import json
 import signal
@@ -343,6 +344,20 @@ def test_wharf_audit_export_prints_the_records(basic: WharfServer) -> None:
     assert rows and {row["actor"] for row in rows} == {"admin"}
     out = wharf_cli(basic, "audit", "export", "--since", "soon")
     assert out.returncode == 2 and "--since" in out.stderr
+
+
+def test_changes_made_with_the_commands_are_recorded(basic: WharfServer) -> None:
+    name = "cli" + unique_name("p").replace("/", "")[:10]
+    out = wharf_cli(basic, "project", "create", name, "--description", "from the shell")
+    assert out.returncode == 0, out.stderr
+    out = wharf_cli(basic, "quota", "set", name, "1MiB")
+    assert out.returncode == 0, out.stderr
+    found = records(basic, project=name)
+    assert [r["action"] for r in reversed(found)] == ["project.create", "quota.set"]
+    for r in found:
+        assert r["actor"] == f"cli:{getpass.getuser()}"
+        assert (r["addr"], r["useragent"], r["request_id"]) == (None, None, None)
+    assert one(found, action="quota.set")["details"] == {"target": name, "bytes": 1024**2}
 
 
 def test_token_grants_are_recorded(tmp_path: Path) -> None:
