@@ -45,7 +45,7 @@ from auth.htpasswd import Htpasswd
 from auth.ldap import LdapUnavailable
 from auth.ldap_cache import LdapAuthenticator
 from auth.policy import Identity, Policy
-from auth.throttle import LoginThrottle
+from auth.throttle import LoginThrottle, TooManyAttempts
 
 log = logging.getLogger("wharf.auth")
 
@@ -57,6 +57,9 @@ MAX_SCOPED = 10_000  # project robots' identities remembered per worker (token m
 RobotCheck = Callable[[str, str], Awaitable[Iterable[str] | Identity | None]]
 # (source, result, seconds): result is "success", "failure" or "error"
 LoginObserver = Callable[[str, str, float], None]
+# (user, source, result): every password actually checked (not one answered from the
+# cache of verified credentials), for the audit log; must not block or raise
+LoginRecord = Callable[[str, str, str], None]  # result: success, failure, error, throttled
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -110,6 +113,7 @@ class Logins:
     local: LocalSource | None = None  # auth.local: set once the database is open
     local_enabled: bool = False  # auth.local is configured (known before the database)
     observe: LoginObserver | None = None
+    on_login: LoginRecord | None = None
     sleep: Sleep = asyncio.sleep  # how a failure's answer waits (the tests' fake clock)
     _secret: bytes = field(init=False, repr=False, default_factory=lambda: secrets.token_bytes(32))
     _pending: dict[bytes, asyncio.Task[Login | None]] = field(
@@ -150,7 +154,12 @@ class Logins:
             self._pending[digest] = task
             task.add_done_callback(lambda t: self._done(digest, t))
         # shielded: a client that hangs up does not cancel a check others wait for
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except TooManyAttempts:
+            if self.on_login is not None:
+                self.on_login(user, source, "throttled")
+            raise
 
     def _done(self, digest: bytes, task: asyncio.Task[Login | None]) -> None:
         self._pending.pop(digest, None)
@@ -193,6 +202,8 @@ class Logins:
                 log.error("LDAP unavailable, login of %r refused: %s", user[:100], e)
             finally:
                 self._observe(checked, result, started)
+                if self.on_login is not None:
+                    self.on_login(user, checked, result)
             if found is not None:
                 return found
             wait = self.throttle.delay(user, address)

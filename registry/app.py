@@ -16,6 +16,7 @@ from registry.accounts.token import TokenEndpoint, build_token_endpoint
 from registry.api.access import CALLER_KEY, OPEN
 from registry.api.context import Services
 from registry.api.router import DistributionAPI
+from registry.audit.setup import build_recorder, start_audit
 from registry.check.setup import start_system
 from registry.config import Settings, load_settings
 from registry.drivers import make_driver
@@ -28,11 +29,13 @@ from registry.logs import configure_logging
 from registry.meta.db import Database
 from registry.meta.migrate import ensure_schema
 from registry.meta.store import MetadataStore
+from registry.meta.trail import NO_TRAIL, Trail
 from registry.metrics import Metrics
 from registry.middleware.auth import DISTRIBUTION, METRICS, MOUNTED, AuthMiddleware
 from registry.middleware.errors import ErrorMiddleware
 from registry.middleware.observe import ObserveMiddleware
 from registry.projects.setup import (
+    audit_access,
     build_directory,
     immutability_access,
     quota_access,
@@ -116,10 +119,15 @@ class Wharf:
         self._mounts: list[tuple[str, ASGIApp, Callable[[str], bool] | None]] = []
         # projects (#15): the roles' directory, empty until startup fills it
         self.projects = build_directory(settings.projects)
+        # audit log (#16): told of logins, token grants and pulls; written from startup
+        self.audit = build_recorder(settings)
+        self.trail: Trail = NO_TRAIL  # its trail of administrative changes, from startup
+        on_login = self.audit.login if self.audit is not None else None
+        on_grant = self.audit.grant if self.audit is not None else None
         # auth (issue #4): files are read here, so a bad htpasswd or key stops `serve`
-        self._auth = build_auth(settings.auth, roles=self.projects)
+        self._auth = build_auth(settings.auth, roles=self.projects, on_login=on_login)
         self._token: TokenEndpoint | None = (
-            build_token_endpoint(settings.auth, self._auth) if self._auth else None
+            build_token_endpoint(settings.auth, self._auth, on_grant) if self._auth else None
         )
         inner: ASGIApp = self._dispatch
         if self._auth is not None:
@@ -153,8 +161,16 @@ class Wharf:
             )
             task = asyncio.create_task(purger.run_forever(), name="upload-purge")
             self._stack.callback(task.cancel)
+        self.trail = start_audit(  # audit log (#16): owners see their projects' records
+            self.services, self.audit, self._stack, self.mount, audit_access(self.projects)
+        )
         await start_projects(  # projects (#15): before any request is served
-            self.services, self.projects, self.settings.projects, self._stack, self.mount
+            self.services,
+            self.projects,
+            self.settings.projects,
+            self._stack,
+            self.mount,
+            self.trail,
         )
         self._start_features()
         log.info(
@@ -185,11 +201,14 @@ class Wharf:
             [MirrorRoots()],
             # usage per project goes down with what it deletes (#15)
             removed=[gc_removed(self.settings.projects.default).removed],
+            trail=self.trail,
         )
         if self._auth is not None:  # robot accounts, LDAP group refresh, login metrics (#4)
-            start_auth(self._auth, self.services, self.metrics, self._stack, self.mount)
+            start_auth(self._auth, self.services, self.metrics, self._stack, self.mount, self.trail)
             # project robots (#15): managed by the project's maintainers (the roles)
-            start_project_robots(self.services, self.mount, robots_access(self.projects))
+            start_project_robots(
+                self.services, self.mount, robots_access(self.projects), self.trail
+            )
         search = start_search(self.services, self.mount)  # search (#8)
         # web UI (#8); its projects' pages call /api/ in-process as the viewer (#17)
         start_ui(self.services, search, self.mount, self._auth, self.own_api)
@@ -202,6 +221,7 @@ class Wharf:
             quota_events,
             default_project=self.settings.projects.default,
             access=quota_access(self.projects),  # members see, owners set (the roles)
+            trail=self.trail,
         )
         start_system(self.settings, self.mount)  # /api/system: wharf check's probes (#17)
         self.keeper = start_immutability(  # immutable tags (#16): the keeper is retention's
@@ -210,6 +230,7 @@ class Wharf:
             self.mount,
             default_project=self.settings.projects.default,
             access=immutability_access(self.projects),  # maintainers and owners change rules
+            trail=self.trail,
         )
         settings = self.settings
 
@@ -223,8 +244,11 @@ class Wharf:
             start_gc=gc_after_retention,
             access=retention_access(self.projects),  # members see, maintainers+ run
             keepers=[self.keeper],  # immutable tags stay whatever the rules say
+            trail=self.trail,
         )
-        replication = start_replication(self.services, self.metrics, self.mount)  # (#6)
+        replication = start_replication(  # (#6)
+            self.services, self.metrics, self.mount, self.trail
+        )
         if replication is not None:
             self._stack.callback(replication.cancel)
 

@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry
 
 from registry.accounts.cli import add_commands as robot_commands
 from registry.accounts.users_cli import add_commands as user_commands
+from registry.audit.cli import add_commands as audit_commands
+from registry.audit.setup import cli_trail
 from registry.backup.cli import add_commands as backup_commands
 from registry.check.cli import add_commands as check_commands
 from registry.commandline import add_config_arguments, settings_or_exit
@@ -273,14 +275,16 @@ def parser() -> argparse.ArgumentParser:
     search_commands(sub)  # wharf search reindex (#8)
     backup_commands(sub)  # wharf backup, wharf restore (#18)
     check_commands(sub)  # wharf check (#18)
-    robot_commands(sub)  # wharf robot create|list|revoke (#4)
-    user_commands(sub)  # wharf user create|list|disable|enable|delete|passwd (#15)
+    # the administrative commands record their changes in the audit log (#16)
+    robot_commands(sub, cli_trail)  # wharf robot create|list|revoke (#4)
+    user_commands(sub, cli_trail)  # wharf user create|list|disable|enable|delete|passwd (#15)
     # wharf gc (#7), keeping the mirror's cache (#6), usage per project going down (#15)
-    gc_commands(sub, [MirrorRoots()], lambda s: [gc_removed(s.projects.default).removed])
-    project_commands(sub)  # wharf project (#15)
-    quota_commands(sub)  # wharf quota set|show|recount (#15)
+    gc_commands(sub, [MirrorRoots()], lambda s: [gc_removed(s.projects.default).removed], cli_trail)
+    project_commands(sub, cli_trail)  # wharf project (#15)
+    quota_commands(sub, cli_trail)  # wharf quota set|show|recount (#15)
     immutable_commands(sub)  # wharf immutable add|list|remove (#16)
     retention_commands(sub, _open_retention)  # wharf retention run|show (#16)
+    audit_commands(sub)  # wharf audit export (#16)
     events_commands(sub)  # wharf events status|dead|requeue (#5)
     return p
 

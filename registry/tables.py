@@ -16,6 +16,7 @@ from registry.meta.tables import metadata
 
 FEATURE_TABLES = (
     "registry.accounts.tables",
+    "registry.audit.tables",
     "registry.events.tables",
     "registry.gc.tables",
     "registry.immutability.tables",

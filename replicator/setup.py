@@ -8,6 +8,7 @@ from collections.abc import Callable
 from starlette.types import ASGIApp
 
 from registry.api.context import Services
+from registry.meta.trail import NO_TRAIL, Trail
 from registry.metrics import Metrics
 from replicator.api import PREFIX, ReplicationAPI
 from replicator.hook import OnPushHook
@@ -18,14 +19,17 @@ from replicator.store import ReplicationStore
 
 
 def start_replication(
-    services: Services, metrics: Metrics, mount: Callable[[str, ASGIApp], None]
+    services: Services,
+    metrics: Metrics,
+    mount: Callable[[str, ASGIApp], None],
+    trail: Trail = NO_TRAIL,
 ) -> asyncio.Task[None] | None:
     """Mount the API, register the on-push hook, start the scheduler (unless
     ``replication.enabled`` is off); the scheduler task, for the caller to cancel at
     shutdown. Rules may be added through the API at any time, so both run even without
     config rules (a tick then costs one small query)."""
     settings = services.settings
-    store = ReplicationStore(services.meta.db)
+    store = ReplicationStore(services.meta.db, trail=trail)
     rules = RuleSet(settings.replication.rules, store)
     mount(PREFIX, ReplicationAPI(rules, store))
     if not settings.replication.enabled:

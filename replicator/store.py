@@ -17,6 +17,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from registry.meta import direct, lease
 from registry.meta.db import Database
 from registry.meta.lease import LeaseTable
+from registry.meta.trail import NO_TRAIL, AdminChange, Trail, traced
 from registry.periodic import Clock
 from replicator.tables import (
     replication_leases,
@@ -223,13 +224,25 @@ def _drop_upload(conn: Connection, rule: str, repository: str, digest: str) -> N
     )
 
 
+def _without_password(spec: str) -> object:
+    """A rule's stored spec (JSON) for the audit log: the remote's password left out."""
+    try:
+        data = json.loads(spec)
+    except ValueError:
+        return None
+    if isinstance(data, dict) and isinstance(data.get("remote"), dict):
+        data["remote"].pop("password", None)
+    return data
+
+
 class ReplicationStore:
     """Each method one transaction on the registry's database. ``clock``: the time of
     the leases (epoch seconds, compared across nodes)."""
 
-    def __init__(self, db: Database, clock: Clock = time.time) -> None:
+    def __init__(self, db: Database, clock: Clock = time.time, trail: Trail = NO_TRAIL) -> None:
         self.db = db
         self.clock = clock
+        self.trail = trail  # the audit log: rule changes recorded in their transaction
 
     async def rules(self) -> dict[str, str]:
         return await self.db.run_read(stored_rules)
@@ -237,14 +250,24 @@ class ReplicationStore:
     async def rule(self, name: str) -> str | None:
         return await self.db.run_read(_stored_rule, name)
 
+    def _traced(self, fn: Any, action: str, name: str, spec: str | None) -> Any:
+        details: dict[str, object] = {"rule": name}
+        if spec is not None:
+            details["spec"] = _without_password(spec)
+        change = AdminChange(action, f"replication:{name}", details=details)
+        return traced(fn, self.trail, lambda done: change if done else None)
+
     async def create_rule(self, name: str, spec: str, who: str | None = None) -> bool:
-        return await self.db.run_write(_create_rule, name, spec, who)
+        write = self._traced(_create_rule, "replication.rule.create", name, spec)
+        return bool(await self.db.run_write(write, name, spec, who))
 
     async def replace_rule(self, name: str, spec: str, who: str | None = None) -> bool:
-        return await self.db.run_write(_replace_rule, name, spec, who)
+        write = self._traced(_replace_rule, "replication.rule.update", name, spec)
+        return bool(await self.db.run_write(write, name, spec, who))
 
     async def delete_rule(self, name: str) -> bool:
-        return await self.db.run_write(_delete_rule, name)
+        write = self._traced(_delete_rule, "replication.rule.delete", name, None)
+        return bool(await self.db.run_write(write, name))
 
     async def start_run(self, rule: str, trigger: str, node: str) -> int:
         return await self.db.run_write(_start_run, rule, trigger, node)

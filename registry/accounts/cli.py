@@ -25,17 +25,19 @@ from registry.commandline import add_config_arguments
 from registry.config import ConfigError, load_settings
 from registry.meta.db import Database
 from registry.meta.migrate import SchemaOutOfDate, ensure_schema
+from registry.meta.trail import TrailFor, command_trail
 
 
 async def _run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     await ensure_schema(settings.database_url)
     db = Database(settings.database_url, 1)
-    robots = RobotAccounts(db)
+    trail = command_trail(args, settings)
+    robots = RobotAccounts(db, settings.projects.default, trail)
     project = _project_of(args)
     try:
         if project is not None:
-            return await _run_project(args, project, ProjectRobots(db))
+            return await _run_project(args, project, ProjectRobots(db, trail))
         if args.robot_command == "create":
             try:
                 made = await robots.create(
@@ -175,10 +177,12 @@ def _robot(args: argparse.Namespace) -> int:
         return 2
 
 
-def add_commands(sub: Any) -> None:
-    """Add ``robot create|list|revoke`` to the ``wharf`` command."""
+def add_commands(sub: Any, trail: TrailFor | None = None) -> None:
+    """Add ``robot create|list|revoke`` to the ``wharf`` command; ``trail``: the audit
+    log's, per settings."""
 
     robot = sub.add_parser("robot", help="robot (CI) accounts: create, list, revoke")
+    robot.set_defaults(trail_for=trail)
     robot_sub = robot.add_subparsers(dest="robot_command", required=True)
     create = robot_sub.add_parser("create", help="create a robot; prints its secret once")
     create.add_argument("name", help="robot$NAME or NAME (lowercase letters, digits, . _ -)")

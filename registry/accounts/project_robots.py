@@ -18,6 +18,7 @@ from registry.accounts.errors import RobotFieldsInvalid
 from registry.accounts.records import Permission, Robot
 from registry.accounts.robots import NewRobot, parse_expiry
 from registry.meta.db import Database
+from registry.meta.trail import NO_TRAIL, AdminChange, Trail, traced
 
 ACTIONS = (PULL, PUSH, DELETE)
 MAX_PERMISSIONS = 50
@@ -112,8 +113,9 @@ def check_permissions(value: object, problems: dict[str, str]) -> tuple[Permissi
 class ProjectRobots:
     """The robots of projects, in the metadata database."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, trail: Trail = NO_TRAIL) -> None:
         self.db = db
+        self.trail = trail  # the audit log: creations, changes and revocations recorded
 
     async def create(self, project: str, data: dict[str, Any], created_by: str | None) -> NewRobot:
         """From a request's fields (``name``, ``permissions``, ``expires``,
@@ -149,8 +151,14 @@ class ProjectRobots:
             raise RobotFieldsInvalid(problems)
         assert isinstance(description, str)
         secret = records.new_secret()
+        change = AdminChange(
+            "robot.create",
+            full,
+            project=project,
+            details={"name": full, "permissions": permissions, "expires_at": expires_at},
+        )
         robot = await self.db.run_write(
-            store_project_robots.create_project_robot,
+            traced(store_project_robots.create_project_robot, self.trail, lambda _: change),
             project,
             full,
             records.hash_secret(secret),
@@ -181,7 +189,16 @@ class ProjectRobots:
         full = self._name(project, name)
         if full is None:
             return False
-        return await self.db.run_write(store_project_robots.delete_project_robot, project, full)
+        change = AdminChange("robot.revoke", full, project=project, details={"name": full})
+        return await self.db.run_write(
+            traced(
+                store_project_robots.delete_project_robot,
+                self.trail,
+                lambda done: change if done else None,
+            ),
+            project,
+            full,
+        )
 
     async def update(self, project: str, name: str, data: dict[str, Any]) -> Robot | None:
         """Change ``permissions`` and/or ``description``; None if there is no such robot;
@@ -202,6 +219,20 @@ class ProjectRobots:
         full = self._name(project, name)
         if full is None:
             return None
+        changed: dict[str, object] = {"name": full}
+        if permissions is not None:
+            changed["permissions"] = permissions
+        if description is not None:
+            changed["description"] = description
+        change = AdminChange("robot.update", full, project=project, details=changed)
         return await self.db.run_write(
-            store_project_robots.update_project_robot, project, full, description, permissions
+            traced(
+                store_project_robots.update_project_robot,
+                self.trail,
+                lambda found: change if found is not None else None,
+            ),
+            project,
+            full,
+            description,
+            permissions,
         )

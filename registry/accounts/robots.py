@@ -13,6 +13,7 @@ from registry.accounts.errors import RobotNameInvalid
 from registry.accounts.records import Robot
 from registry.durations import parse_duration
 from registry.meta.db import Database
+from registry.meta.trail import NO_TRAIL, AdminChange, Trail, traced
 
 _DAYS = re.compile(r"(\d+)d(.*)")
 
@@ -45,8 +46,11 @@ class NewRobot:
 class RobotAccounts:
     """Robot accounts in the metadata database."""
 
-    def __init__(self, db: Database, default_project: str = "library") -> None:
+    def __init__(
+        self, db: Database, default_project: str = "library", trail: Trail = NO_TRAIL
+    ) -> None:
         self.db = db
+        self.trail = trail  # the audit log: creations and revocations recorded
         self.default_project = default_project  # which project robots see top-level names
 
     async def create(
@@ -65,8 +69,13 @@ class RobotAccounts:
         if len(description) > 1000:
             raise ValueError("description longer than 1000 characters")
         secret = records.new_secret()
+        change = AdminChange(
+            "robot.create",
+            full,
+            details={"name": full, "groups": checked, "expires_at": expires_at},
+        )
         robot = await self.db.run_write(
-            store.create_robot,
+            traced(store.create_robot, self.trail, lambda _: change),
             full,
             records.hash_secret(secret),
             description,
@@ -91,7 +100,10 @@ class RobotAccounts:
             full = records.full_name(name)
         except RobotNameInvalid:
             return False
-        return await self.db.run_write(store.delete_robot, full)
+        change = AdminChange("robot.revoke", full, details={"name": full})
+        return await self.db.run_write(
+            traced(store.delete_robot, self.trail, lambda done: change if done else None), full
+        )
 
     async def check(self, name: str, secret: str) -> list[str] | Identity | None:
         """If ``secret`` is right and the robot has not expired: a system robot's groups,

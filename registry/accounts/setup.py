@@ -18,7 +18,7 @@ from auth.htpasswd import Htpasswd, HtpasswdError
 from auth.keys import KeyFileError, load_certificates, load_jwks
 from auth.ldap import LdapDirectory, LdapOptions
 from auth.ldap_cache import LdapAuthenticator
-from auth.logins import Login, LoginObserver, Logins, RobotCheck
+from auth.logins import Login, LoginObserver, LoginRecord, Logins, RobotCheck
 from auth.policy import Identity, Policy, RoleSource, Rule, Subjects
 from auth.throttle import LoginThrottle
 from auth.tokens import TokenVerifier
@@ -33,6 +33,7 @@ from registry.accounts.users_api import PREFIX as USERS_PREFIX
 from registry.accounts.users_api import UsersAPI
 from registry.api.context import Services
 from registry.config import AuthSettings, ConfigError, LdapSettings, PolicySettings
+from registry.meta.trail import NO_TRAIL, Trail
 from registry.metrics import Metrics
 from registry.middleware.auth import BasicGate, Gate, TokenGate
 from registry.periodic import Periodic, Sleep
@@ -164,10 +165,12 @@ def build_ldap(settings: LdapSettings | None) -> LdapAuthenticator | None:
     return LdapAuthenticator(directory, refresh=settings.refresh_seconds)
 
 
-def build_auth(settings: AuthSettings, roles: RoleSource | None = None) -> AuthSetup | None:
+def build_auth(
+    settings: AuthSettings, roles: RoleSource | None = None, on_login: LoginRecord | None = None
+) -> AuthSetup | None:
     """Load the htpasswd file, keys and policy (with ``roles``, the projects' directory,
     filled later); None when auth is off. Raises :class:`ConfigError` for files that
-    cannot be used."""
+    cannot be used. ``on_login``: told of every password checked (the audit log)."""
     if settings.mode == "none":
         return None
     policy = build_policy(settings.policy, roles)
@@ -184,7 +187,7 @@ def build_auth(settings: AuthSettings, roles: RoleSource | None = None) -> AuthS
         max_inflight_user=limits.maxinflight.user,
         max_inflight_address=limits.maxinflight.address,
     )
-    logins = Logins(policy, throttle, htpasswd, build_ldap(settings.ldap))
+    logins = Logins(policy, throttle, htpasswd, build_ldap(settings.ldap), on_login=on_login)
     logins.local_enabled = settings.local is not None
     if settings.htpasswd is not None:
         realm = settings.htpasswd.realm
@@ -215,10 +218,12 @@ def start_auth(
     metrics: Metrics,
     stack: AsyncExitStack,
     mount: Callable[[str, ASGIApp], None],
+    trail: Trail = NO_TRAIL,
 ) -> None:
     """At startup, with auth on: robot logins against the database, ``/api/robots``,
-    login metrics, and the LDAP group refresh (cancelled and closed at shutdown)."""
-    robots = RobotAccounts(services.meta.db, services.settings.projects.default)
+    login metrics, and the LDAP group refresh (cancelled and closed at shutdown).
+    ``trail``: the audit log's, for robot and user changes."""
+    robots = RobotAccounts(services.meta.db, services.settings.projects.default, trail)
 
     def observe(source: str, result: str, seconds: float) -> None:
         metrics.logins.labels(source, result).inc()
@@ -242,6 +247,7 @@ def start_auth(
             local.minpasswordlength,
             reserved_names(setup.htpasswd),
             on_change=user_logins.forget,
+            trail=trail,
         )
         api = UsersAPI(
             users,
@@ -258,11 +264,12 @@ def start_project_robots(
     services: Services,
     mount: Callable[[str, ASGIApp, Callable[[str], bool]], None],
     access: RobotAccess,
+    trail: Trail = NO_TRAIL,
 ) -> None:
     """With auth on: serve ``/api/projects/NAME/robots[/ROBOT]`` (mounted for these paths
     only, before the projects API that serves the rest of ``/api/projects``); ``access``:
     who may manage a project's robots (the projects feature's roles)."""
-    api = ProjectRobotsAPI(ProjectRobots(services.meta.db), access)
+    api = ProjectRobotsAPI(ProjectRobots(services.meta.db, trail), access)
     mount(PROJECT_ROBOTS_PREFIX, api, handles)
 
 

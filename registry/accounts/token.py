@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -58,6 +59,10 @@ def grant(policy: Policy, who: Identity | None, asked: list[ResourceScope]) -> l
     return granted
 
 
+# (subject or None for anonymous, scopes asked, scopes granted): must not block or raise
+GrantRecord = Callable[[str | None, list[str], list[str]], None]
+
+
 class TokenEndpoint:
     """ASGI handler of the token realm path."""
 
@@ -70,8 +75,10 @@ class TokenEndpoint:
         path: str,
         throttle: LoginThrottle,
         setup: AuthSetup | None = None,
+        on_grant: GrantRecord | None = None,
     ) -> None:
         self.throttle = throttle
+        self.on_grant = on_grant  # told of every token issued (the audit log)
         self.setup = setup  # its login() checks htpasswd, LDAP and robot accounts
         self.issuer = issuer
         self.service = service
@@ -183,6 +190,8 @@ class TokenEndpoint:
         }
         if granted:
             body["scope"] = " ".join(str(s) for s in granted)
+        if self.on_grant is not None:
+            self.on_grant(subject or None, [str(s) for s in asked], [str(s) for s in granted])
         if refresh and who is not None and self.htpasswd is not None:
             fingerprint = self.htpasswd.fingerprint(who.name)
             if fingerprint is not None:
@@ -190,8 +199,11 @@ class TokenEndpoint:
         return body
 
 
-def build_token_endpoint(settings: AuthSettings, setup: AuthSetup) -> TokenEndpoint | None:
-    """The built-in token service of ``auth.tokenserver``, if enabled."""
+def build_token_endpoint(
+    settings: AuthSettings, setup: AuthSetup, on_grant: GrantRecord | None = None
+) -> TokenEndpoint | None:
+    """The built-in token service of ``auth.tokenserver``, if enabled; ``on_grant``:
+    told of every token issued (the audit log)."""
     server, token = settings.tokenserver, settings.token
     if server is None or not server.enabled or token is None:
         return None
@@ -213,6 +225,7 @@ def build_token_endpoint(settings: AuthSettings, setup: AuthSetup) -> TokenEndpo
         realm_path(token.realm),
         setup.throttle,
         setup,
+        on_grant,
     )
 
 

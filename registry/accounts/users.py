@@ -14,6 +14,7 @@ from registry.accounts.errors import UserFieldsInvalid
 from registry.accounts.passwords import COST, hash_off_loop, password_problem, verify_off_loop
 from registry.accounts.user_records import User, email_problem, name_problem
 from registry.meta.db import Database
+from registry.meta.trail import NO_TRAIL, AdminChange, Trail, traced
 
 # a name -> why it cannot be a local user's (None: it can): the htpasswd file's names
 Reserved = Callable[[str], str | None]
@@ -39,8 +40,10 @@ class UserAccounts:
         on_change: Callable[[str], None] | None = None,
         cost: int = COST,
         clock: Clock = _now,
+        trail: Trail = NO_TRAIL,
     ) -> None:
         self.db = db
+        self.trail = trail  # the audit log: every change recorded (never a password)
         self.min_password_length = min_password_length
         self.reserved = reserved
         self.on_change = on_change
@@ -78,8 +81,15 @@ class UserAccounts:
         assert isinstance(name, str) and isinstance(password, str)
         assert isinstance(email, str) and isinstance(admin, bool)
         hashed = await hash_off_loop(password, self.cost)
+        change = AdminChange("user.create", f"user:{name}", details={"name": name, "admin": admin})
         user = await self.db.run_write(
-            store.create_user, name, hashed, email, admin, created_by, self.clock()
+            traced(store.create_user, self.trail, lambda _: change),
+            name,
+            hashed,
+            email,
+            admin,
+            created_by,
+            self.clock(),
         )
         self._changed(name)
         return user
@@ -119,12 +129,32 @@ class UserAccounts:
             raise UserFieldsInvalid(problems)
         if "password" in fields:
             changes["password_hash"] = await hash_off_loop(fields["password"], self.cost)
-        user = await self.db.run_write(store.update_user, name, changes, self.clock())
+        shown: dict[str, object] = {k: v for k, v in changes.items() if k != "password_hash"}
+        if "password" in fields:
+            shown["password"] = "reset"
+        if changes.get("disabled") is True:
+            action = "user.disable"
+        elif changes.get("disabled") is False:
+            action = "user.enable"
+        elif "password" in fields:
+            action = "user.password.reset"
+        else:
+            action = "user.update"
+        change = AdminChange(action, f"user:{name}", details={"name": name, **shown})
+        user = await self.db.run_write(
+            traced(store.update_user, self.trail, lambda u: change if u is not None else None),
+            name,
+            changes,
+            self.clock(),
+        )
         self._changed(name)
         return user
 
     async def delete(self, name: str) -> bool:
-        done = await self.db.run_write(store.delete_user, name)
+        change = AdminChange("user.delete", f"user:{name}", details={"name": name})
+        done = await self.db.run_write(
+            traced(store.delete_user, self.trail, lambda d: change if d else None), name
+        )
         self._changed(name)
         return done
 
@@ -147,8 +177,13 @@ class UserAccounts:
         if not await verify_off_loop(old, found.password_hash):
             return False
         hashed = await hash_off_loop(new, self.cost)
+        change = AdminChange("user.password", f"user:{name}", details={"name": name})
         done = await self.db.run_write(
-            store.replace_password, name, found.password_hash, hashed, self.clock()
+            traced(store.replace_password, self.trail, lambda d: change if d else None),
+            name,
+            found.password_hash,
+            hashed,
+            self.clock(),
         )
         self._changed(name)
         return done

@@ -24,6 +24,7 @@ from registry.commandline import add_config_arguments
 from registry.config import ConfigError, Settings, load_settings
 from registry.meta.db import Database
 from registry.meta.migrate import SchemaOutOfDate, ensure_schema
+from registry.meta.trail import NO_TRAIL, Trail, TrailFor, command_trail
 
 
 class _NoPassword(Exception):
@@ -40,11 +41,11 @@ def _password(args: argparse.Namespace) -> str:
     return first
 
 
-def _accounts(settings: Settings, db: Database) -> UserAccounts:
+def _accounts(settings: Settings, db: Database, trail: Trail = NO_TRAIL) -> UserAccounts:
     auth = settings.auth
     minimum = auth.local.minpasswordlength if auth.local is not None else 8
     htpasswd = Htpasswd(auth.htpasswd.path) if auth.htpasswd is not None else None
-    return UserAccounts(db, minimum, reserved_names(htpasswd))
+    return UserAccounts(db, minimum, reserved_names(htpasswd), trail=trail)
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -58,7 +59,7 @@ async def _run(args: argparse.Namespace) -> int:
     await ensure_schema(settings.database_url)
     db = Database(settings.database_url, 1)
     try:
-        return await _command(args, _accounts(settings, db))
+        return await _command(args, _accounts(settings, db, command_trail(args, settings)))
     finally:
         await db.close()
 
@@ -118,9 +119,11 @@ def _user(args: argparse.Namespace) -> int:
         return 2
 
 
-def add_commands(sub: Any) -> None:
-    """Add ``user create|list|disable|enable|delete|passwd`` to the ``wharf`` command."""
+def add_commands(sub: Any, trail: TrailFor | None = None) -> None:
+    """Add ``user create|list|disable|enable|delete|passwd`` to the ``wharf`` command;
+    ``trail``: the audit log's, per settings."""
     user = sub.add_parser("user", help="local users (auth.local): create, list, disable, ...")
+    user.set_defaults(trail_for=trail)
     user_sub = user.add_subparsers(dest="user_command", required=True)
     create = user_sub.add_parser("create", help="create a local user (password prompted)")
     create.add_argument("--admin", action="store_true", help="a system administrator")

@@ -9,6 +9,7 @@ The settings live in a module per section (``base``, ``http``, ``storage``, ``au
 ``replication``, ``notifications``, ``gc``, ``settings``); every name is imported from here.
 """
 
+from registry.config.audit import AuditSettings
 from registry.config.auth import (
     AuthSettings,
     HtpasswdSettings,
@@ -72,6 +73,7 @@ __all__ = [
     "EVENTS_V1",
     "PROJECT_NAME_RE",
     "AccessLogSettings",
+    "AuditSettings",
     "AuthSettings",
     "ConfigError",
     "DatabaseSettings",

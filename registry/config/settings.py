@@ -10,6 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
+from registry.config.audit import AuditSettings
 from registry.config.auth import AuthSettings
 from registry.config.base import ConfigError, _Section
 from registry.config.gc import GCSettings
@@ -58,6 +59,7 @@ class Settings(_Section):
     notifications: NotificationsSettings = NotificationsSettings()
     gc: GCSettings = GCSettings()
     projects: ProjectsSettings = ProjectsSettings()
+    audit: AuditSettings = AuditSettings()
 
     @field_validator("version", mode="before")
     @classmethod

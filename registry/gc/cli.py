@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from registry.config import Settings
     from registry.gc.store_doom import Removed
     from registry.gc.store_mark import KeepRoots
+    from registry.meta.trail import TrailFor
 
     # what a run tells of what it deletes: a feature's callbacks, made from the settings
     RemovedFor: TypeAlias = Callable[[Settings], Sequence[Removed]] | None
@@ -91,6 +92,7 @@ async def _run(
     from registry.gc.runner import options_from
     from registry.meta.db import Database
     from registry.meta.migrate import ensure_schema
+    from registry.meta.trail import command_trail
 
     settings = settings_or_exit(args.config)
     options = options_from(
@@ -107,7 +109,14 @@ async def _run(
     bar = _Bar(sys.stderr) if not args.quiet else None
     try:
         told = removed(settings) if removed is not None else ()
-        collector = Collector(db, make_driver(settings), progress=bar, roots=roots, removed=told)
+        collector = Collector(
+            db,
+            make_driver(settings),
+            progress=bar,
+            roots=roots,
+            removed=told,
+            trail=command_trail(args, settings),
+        )
         deadline = time.monotonic() + args.wait
         while True:
             try:
@@ -147,10 +156,16 @@ def _gc(
     return asyncio.run(_run(args, roots, removed))
 
 
-def add_commands(sub: Any, roots: Sequence[KeepRoots] = (), removed: RemovedFor = None) -> None:
+def add_commands(
+    sub: Any,
+    roots: Sequence[KeepRoots] = (),
+    removed: RemovedFor = None,
+    trail: TrailFor | None = None,
+) -> None:
     """Add ``wharf gc`` to the command line; its runs keep ``roots`` (what features keep
     though no tag reaches it), as the registry's do, and tell what they delete to the
-    callbacks ``removed`` makes from the settings."""
+    callbacks ``removed`` makes from the settings; ``trail``: the audit log's, per
+    settings (a run's start recorded)."""
 
     gc = sub.add_parser(
         "gc", help="garbage collection: delete what no tag reaches (safe while serving)"
@@ -184,4 +199,6 @@ def add_commands(sub: Any, roots: Sequence[KeepRoots] = (), removed: RemovedFor 
     )
     gc.add_argument("--json", action="store_true", help="print the result as JSON")
     gc.add_argument("-q", "--quiet", action="store_true", help="no progress display")
-    gc.set_defaults(func=functools.partial(_gc, roots=tuple(roots), removed=removed))
+    gc.set_defaults(
+        func=functools.partial(_gc, roots=tuple(roots), removed=removed), trail_for=trail
+    )

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from registry.gc import store_doom, store_lease, store_mark, store_runs
 from registry.meta.changes import ChangeHook
 from registry.meta.db import Database
+from registry.meta.trail import NO_TRAIL, AdminChange, Trail, traced
 from storage.digest import Digest, InvalidDigest
 from storage.driver import StorageDriver
 from storage.layout import blob_path
@@ -168,8 +169,10 @@ class Collector:
         progress: Progress | None = None,
         roots: Sequence[store_mark.KeepRoots] = (),
         removed: Sequence[store_doom.Removed] = (),
+        trail: Trail = NO_TRAIL,
     ) -> None:
         self.db = db
+        self.trail = trail  # the audit log: a run's start recorded with its row
         self.driver = driver
         self.uploads = UploadStore(driver)
         self.hooks = tuple(hooks)
@@ -199,8 +202,18 @@ class Collector:
                 raise GCBusy("another garbage collection is running")
             self._lease_ok_at = time.monotonic()
         opts = asdict(options)
+
+        def started(run_id: int) -> AdminChange:
+            details = {"run": run_id, "trigger": trigger, "dry_run": options.dry_run}
+            return AdminChange("gc.run.start", f"gc:{run_id}", details={**details, "options": opts})
+
         self.run_id = await self.db.run_write(
-            store_runs.start_run, self.holder, trigger, options.dry_run, opts, now
+            traced(store_runs.start_run, self.trail, started),
+            self.holder,
+            trigger,
+            options.dry_run,
+            opts,
+            now,
         )
         if not options.dry_run:
             await self.db.run_write(

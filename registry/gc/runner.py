@@ -23,6 +23,7 @@ from registry.gc.store_doom import Removed
 from registry.gc.store_mark import KeepRoots
 from registry.meta.changes import ChangeHook
 from registry.meta.db import Database
+from registry.meta.trail import NO_TRAIL, Trail
 from registry.periodic import Clock, Periodic, Sleep, Uniform
 from registry.schedules import Schedule, next_time, seconds_until_next
 from storage.driver import StorageDriver
@@ -115,8 +116,10 @@ class GCRunner:
         removed: Sequence[Removed] = (),
         sleep: Sleep = asyncio.sleep,
         uniform: Uniform = random.uniform,
+        trail: Trail = NO_TRAIL,
     ) -> None:
         self.settings = settings
+        self.trail = trail  # the audit log: each run's start
         self.db = db
         self.driver = driver
         self.hooks = hooks  # the store's live list: hooks added later count too
@@ -131,7 +134,12 @@ class GCRunner:
     async def start(self, options: GCOptions, trigger: str) -> int:
         """Start a run in the background; its id. :class:`GCRunning` if one is going on."""
         collector = Collector(
-            self.db, self.driver, self.hooks, roots=self.roots, removed=self.removed
+            self.db,
+            self.driver,
+            self.hooks,
+            roots=self.roots,
+            removed=self.removed,
+            trail=self.trail,
         )
         try:
             run_id = await collector.start(options, trigger)

@@ -18,6 +18,7 @@ from registry.gc.store_doom import Removed
 from registry.gc.store_mark import KeepRoots
 from registry.gc.store_pins import guard_change
 from registry.meta.db import Database
+from registry.meta.trail import NO_TRAIL, Trail
 from registry.schedules import parse_schedule
 
 
@@ -34,6 +35,7 @@ def start_gc(
     mount: Callable[[str, ASGIApp], None],
     roots: Sequence[KeepRoots] = (),
     removed: Sequence[Removed] = (),
+    trail: Trail = NO_TRAIL,
 ) -> GCRunner:
     """Always on: the change hook that pins what links and manifest pushes rely on, and
     the API; the schedule when ``gc.schedule`` is set. ``roots``: what features keep
@@ -49,6 +51,7 @@ def start_gc(
         GCMetrics(metrics),
         roots=roots,
         removed=removed,
+        trail=trail,
     )
     mount(PREFIX, GCAPI(services.settings, services.meta.db, runner))
     stack.callback(runner.cancel)

@@ -118,6 +118,16 @@ def insert_ignore(table: Table, dialect: str) -> Any:
 
 
 @cache
+def tag_target() -> Any:
+    """The digest a tag points at now. Parameters: ``repository_id``, ``name``."""
+    return (
+        select(manifests.c.digest)
+        .select_from(tags.join(manifests, manifests.c.id == tags.c.manifest_id))
+        .where(tags.c.repository_id == bindparam("repository_id"), tags.c.name == bindparam("name"))
+    )
+
+
+@cache
 def set_tag(dialect: str) -> Any:
     """Upsert of a tag. Parameters: ``repository_id``, ``name``, ``manifest_id``,
     ``updated_at``."""

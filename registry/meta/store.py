@@ -148,7 +148,9 @@ def check_references(conn: Connection, repo_id: int, new: NewManifest) -> None:
         raise MissingReferences(missing)
 
 
-def _set_tag(conn: Connection, repo_id: int, tag: str, manifest_id: int) -> None:
+def _set_tag(conn: Connection, repo_id: int, tag: str, manifest_id: int) -> str | None:
+    """Point ``tag`` at the manifest; the digest it pointed at before (None: a new tag)."""
+    before = direct.scalar(conn, q.tag_target(), {"repository_id": repo_id, "name": tag})
     params = {
         "repository_id": repo_id,
         "name": tag,
@@ -156,6 +158,7 @@ def _set_tag(conn: Connection, repo_id: int, tag: str, manifest_id: int) -> None
         "updated_at": _now(),
     }
     direct.execute(conn, q.set_tag(conn.dialect.name), params)
+    return None if before is None else str(before)
 
 
 def _put_manifest(conn: Connection, hooks: Hooks, change: Change, guards: Hooks = ()) -> None:
@@ -188,7 +191,9 @@ def _put_manifest(conn: Connection, hooks: Hooks, change: Change, guards: Hooks 
         [{"parent_id": manifest_id, "child_digest": d} for d in dict.fromkeys(new.children)],
     )
     if tag is not None:
-        _set_tag(conn, repo_id, tag, manifest_id)
+        before = _set_tag(conn, repo_id, tag, manifest_id)
+        if before is not None and before != new.digest:  # the push moved the tag
+            change = replace(change, details={**change.details, "retagged_from": before})
     _notify(conn, hooks, replace(change, repository_id=repo_id, manifest_id=manifest_id))
 
 

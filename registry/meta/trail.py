@@ -11,15 +11,16 @@ trail is :data:`NO_TRAIL`, which records nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol, TypeVar
 
 from sqlalchemy import Connection
 
 from registry.request_context import RequestInfo, current_request
 
 Outcome = Literal["success", "failure"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +54,34 @@ def _no_trail(conn: Connection, change: AdminChange) -> None:
 
 
 NO_TRAIL: Trail = _no_trail
+
+
+def traced(
+    fn: Callable[..., T], trail: Trail, change: Callable[[T], AdminChange | None]
+) -> Callable[..., T]:
+    """``fn`` (a write function, ``fn(conn, *args)``) that also hands the trail, on the
+    same connection, the change ``change(result)`` says it made (None: it made none, e.g.
+    nothing of that name). Call it in the request's task: the request in context then is
+    the change's (the write itself runs in the database's writer thread)."""
+    request = current_request.get()
+
+    def write(conn: Connection, *args: Any) -> T:
+        result = fn(conn, *args)
+        made = change(result)
+        if made is not None and trail is not NO_TRAIL:
+            trail(conn, made if made.request is not None else replace(made, request=request))
+        return result
+
+    return write
+
+
+# the trail of a command (``wharf project``, ``wharf quota``...) for its settings: given
+# by registry/cli.py to each feature's ``add_commands(sub, trail=...)``
+TrailFor = Callable[[Any], Trail]
+
+
+def command_trail(args: object, settings: object) -> Trail:
+    """The trail a command's parsed ``args`` carry (``trail_for``, set as a default by
+    its ``add_commands``), for ``settings``; :data:`NO_TRAIL` without one."""
+    make = getattr(args, "trail_for", None)
+    return make(settings) if make is not None else NO_TRAIL

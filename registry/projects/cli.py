@@ -16,6 +16,7 @@ from registry.commandline import add_config_arguments
 from registry.config import ConfigError, load_settings
 from registry.meta.db import Database
 from registry.meta.migrate import SchemaOutOfDate, ensure_schema
+from registry.meta.trail import TrailFor, command_trail
 from registry.projects.directory import ProjectDirectory
 from registry.projects.errors import LastOwner, ProjectExists, ProjectNotEmpty
 from registry.projects.manage import Problems, Projects
@@ -134,7 +135,8 @@ async def _run(args: argparse.Namespace) -> int:
     await ensure_schema(settings.database_url)
     db = Database(settings.database_url, 1)
     try:
-        await _project(Projects(db, settings.projects.default), args)
+        trail = command_trail(args, settings)
+        await _project(Projects(db, settings.projects.default, trail=trail), args)
         return 0
     except Failed as e:
         print(f"wharf: {e}", file=sys.stderr)
@@ -173,10 +175,11 @@ async def _load(url: str, directory: ProjectDirectory) -> None:
     directory.replace(revision, found)
 
 
-def add_commands(sub: Any) -> None:
+def add_commands(sub: Any, trail: TrailFor | None = None) -> None:
     """Add ``project create|list|show|update|delete`` and ``project member
-    add|remove|list`` to the ``wharf`` command."""
+    add|remove|list`` to the ``wharf`` command; ``trail``: the audit log's, per settings."""
     project = sub.add_parser("project", help="projects and their members")
+    project.set_defaults(trail_for=trail)
     psub = project.add_subparsers(dest="project_command", required=True)
     create = psub.add_parser("create", help="create a project")
     create.add_argument("name")

@@ -18,7 +18,7 @@ from auth.policy import Decision, Identity
 from auth.scopes import PULL, PUSH
 from registry.content.names import project_of
 from registry.projects.records import Project
-from registry.projects.roles import RANK, REPOSITORY_ACTIONS
+from registry.projects.roles import OWNER, RANK, REPOSITORY_ACTIONS
 
 NOTHING: frozenset[str] = frozenset()
 PULL_ONLY = frozenset({PULL})
@@ -101,6 +101,12 @@ class ProjectDirectory:
         entry = self._projects.get(project)
         found = entry.role(who) if entry is not None else None
         return found[0] if found is not None else None
+
+    def owned_by(self, who: Identity | None) -> frozenset[str]:
+        """The projects where ``who`` is an owner (as a user or through a group)."""
+        found = (e.role(who) for e in self._projects.values())
+        names = self._projects.keys()
+        return frozenset(n for n, r in zip(names, found, strict=True) if r and r[0] == OWNER)
 
     def explain(self, who: Identity | None, repository: str) -> Decision:
         """What ``who`` may do on ``repository`` through its project, and why. A missing

@@ -9,6 +9,7 @@ from typing import Any
 
 from registry.errors import ManifestUnknown as ManifestGone
 from registry.meta.db import Database
+from registry.meta.trail import NO_TRAIL, AdminChange, Trail, traced
 from registry.projects import store
 from registry.projects.errors import ProjectNameInvalid
 from registry.projects.records import Member, Project, check_project_name
@@ -67,8 +68,10 @@ class Projects:
         default: str,
         reload: Reload = _nothing,
         delete_manifest: DeleteManifest | None = None,
+        trail: Trail = NO_TRAIL,
     ) -> None:
         self.db = db
+        self.trail = trail  # the audit log: every change recorded in its transaction
         self.default = default
         self.reload = reload
         self.delete_manifest = delete_manifest
@@ -88,8 +91,19 @@ class Projects:
         problems.update(_settings_problems(public, description))
         _check(problems)
         assert isinstance(name, str)
+        change = AdminChange(
+            "project.create",
+            name,
+            project=name,
+            details={"public": bool(public), "description": description, "owner": owner},
+        )
         made = await self.db.run_write(
-            store.create_project, name, bool(public), description, owner, created_by
+            traced(store.create_project, self.trail, lambda _: change),
+            name,
+            bool(public),
+            description,
+            owner,
+            created_by,
         )
         await self.reload()
         return made
@@ -106,7 +120,16 @@ class Projects:
             )
         )
         _check(problems)
-        found = await self.db.run_write(store.update_project, name, public, description)
+        changed = {
+            k: v for k, v in (("public", public), ("description", description)) if v is not None
+        }
+        change = AdminChange("project.update", name, project=name, details=changed)
+        found = await self.db.run_write(
+            traced(store.update_project, self.trail, lambda p: change if p else None),
+            name,
+            public,
+            description,
+        )
         await self.reload()
         return found
 
@@ -121,7 +144,12 @@ class Projects:
             )
         if force:
             await self._delete_manifests(name)
-        done = await self.db.run_write(store.delete_project, name, self.default)
+        change = AdminChange("project.delete", name, project=name, details={"force": force})
+        done = await self.db.run_write(
+            traced(store.delete_project, self.trail, lambda d: change if d else None),
+            name,
+            self.default,
+        )
         await self.reload()
         return done
 
@@ -169,7 +197,17 @@ class Projects:
                 problems[key] = str(e)
         _check(problems)
         assert isinstance(kind, str) and isinstance(name, str) and isinstance(role, str)
-        found = await self.db.run_write(store.put_member, project, kind, name, role, added_by)
+
+        def member(found: tuple[Member, bool] | None) -> AdminChange | None:
+            if found is None:
+                return None
+            action = "member.add" if found[1] else "member.role"
+            details = {"kind": kind, "name": name, "role": role}
+            return AdminChange(action, f"{kind}:{name}", project=project, details=details)
+
+        found = await self.db.run_write(
+            traced(store.put_member, self.trail, member), project, kind, name, role, added_by
+        )
         await self.reload()
         return found
 
@@ -179,7 +217,15 @@ class Projects:
             check_kind(kind)
         except ValueError as e:
             raise Problems({"kind": str(e)}) from None
-        done = await self.db.run_write(store.remove_member, project, kind, name)
+        change = AdminChange(
+            "member.remove", f"{kind}:{name}", project=project, details={"kind": kind, "name": name}
+        )
+        done = await self.db.run_write(
+            traced(store.remove_member, self.trail, lambda d: change if d else None),
+            project,
+            kind,
+            name,
+        )
         await self.reload()
         return done
 

@@ -22,6 +22,7 @@ from registry.api.context import Services
 from registry.config import ProjectsSettings
 from registry.errors import Denied, Unauthorized
 from registry.meta.db import Database
+from registry.meta.trail import NO_TRAIL, Trail
 from registry.periodic import Periodic
 from registry.projects import store
 from registry.projects.api import PREFIX, ProjectsAPI
@@ -81,6 +82,7 @@ async def start_projects(
     settings: ProjectsSettings,
     stack: AsyncExitStack,
     mount: Callable[[str, ASGIApp], None],
+    trail: Trail = NO_TRAIL,
 ) -> Projects:
     """At startup: create the default project if missing, fill ``directory``, keep it
     current, create missing projects on push, mount ``/api/projects``."""
@@ -108,7 +110,7 @@ async def start_projects(
 
     stack.callback(lambda: [task.cancel() for task in list(tasks)])
     services.meta.add_hook(CreateOnPush(directory, created))
-    projects = Projects(db, settings.default, loader.load, services.manifests.delete)
+    projects = Projects(db, settings.default, loader.load, services.manifests.delete, trail)
     mount(PREFIX, ProjectsAPI(projects, settings.selfservice))
     return projects
 
@@ -205,5 +207,26 @@ def retention_access(directory: ProjectDirectory) -> Callable[[Scope, str, bool]
         if role is None or (write and RANK[role] < RANK[MAINTAINER]):
             need = "a maintainer or owner" if write else "a member"
             raise Denied(f"{caller.name} is not {need} of project {project}")
+
+    return check
+
+
+def audit_access(
+    directory: ProjectDirectory,
+) -> Callable[[Scope], Awaitable[frozenset[str] | None]]:
+    """Whose audit records a caller sees (docs/audit.md): system administrators (and
+    everyone on an open registry) every record (None), a project's owners that project's
+    (the set of projects they own); anyone else none (Denied; Unauthorized anonymous)."""
+
+    async def check(scope: Scope) -> frozenset[str] | None:
+        caller = caller_of(scope)
+        if is_open(scope) or (caller is not None and caller.admin):
+            return None
+        if caller is None or caller.name is None:
+            raise Unauthorized("credentials required")
+        owned = directory.owned_by(caller.identity)
+        if not owned:
+            raise Denied(f"{caller.name} is not an administrator or a project owner")
+        return owned
 
     return check

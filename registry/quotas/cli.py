@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from registry.commandline import add_config_arguments, settings_or_exit
+from registry.meta.trail import TrailFor, command_trail
 from registry.sizes import format_size, parse_size
 
 
@@ -54,7 +55,7 @@ async def _run(args: argparse.Namespace) -> int:
     settings = settings_or_exit(args.config)
     await ensure_schema(settings.database_url)
     db = Database(settings.database_url, 1)
-    service = QuotaService(db, settings.projects.default)
+    service = QuotaService(db, settings.projects.default, command_trail(args, settings))
     try:
         if args.quota_command == "set":
             usage = await service.set_quota(args.project, args.size)
@@ -85,9 +86,11 @@ def _quota(args: argparse.Namespace) -> int:
     return asyncio.run(_run(args))
 
 
-def add_commands(sub: Any) -> None:
-    """Add ``wharf quota set|show|recount`` to the command line."""
+def add_commands(sub: Any, trail: TrailFor | None = None) -> None:
+    """Add ``wharf quota set|show|recount`` to the command line; ``trail``: the audit
+    log's, per settings."""
     quota = sub.add_parser("quota", help="storage quotas and usage per project")
+    quota.set_defaults(trail_for=trail)
     quota_sub = quota.add_subparsers(dest="quota_command", required=True)
     set_ = quota_sub.add_parser("set", help="set a project's quota (none: no quota)")
     set_.add_argument("project")

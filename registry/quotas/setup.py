@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from registry.api.context import Services
+from registry.meta.trail import NO_TRAIL, Trail
 from registry.quotas.api import PREFIX, Access, QuotaAPI, admins_only, handles
 from registry.quotas.hook import QuotaAccounting, QuotaMetrics, Record, gc_removed, outbox_notify
 from registry.quotas.service import QuotaService
@@ -23,6 +24,7 @@ def start_quotas(
     *,
     default_project: str,
     access: Access = admins_only,
+    trail: Trail = NO_TRAIL,
 ) -> QuotaService:
     """Count usage and enforce quotas in every push and delete transaction; serve
     ``/api/projects/NAME/quota|usage`` (mounted for these paths only, before the
@@ -32,6 +34,6 @@ def start_quotas(
     notify = [outbox_notify(record)] if record is not None else []
     hook = QuotaAccounting(default_project, QuotaMetrics(metrics), notify)
     services.meta.add_hook(hook)
-    service = QuotaService(services.meta.db, default_project)
+    service = QuotaService(services.meta.db, default_project, trail)
     mount(PREFIX, QuotaAPI(service, access), handles)  # under the projects API's prefix
     return service

@@ -117,6 +117,7 @@ OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
     (["quota", "recount"], {"quota_command": "recount"}),
     (["retention", "run", "team", "--dry-run", "--gc"], {"project": "team", "dry_run": True}),
     (["retention", "show", "team", "--json"], {"project": "team", "json": True}),
+    (["audit", "export", "--format", "csv", "--user", "dave"], {"format": "csv", "user": "dave"}),
     (["project", "create", "team", "--public"], {"name": "team", "public": True}),
     (["project", "show", "team"], {"name": "team"}),
     (["project", "update", "team", "--public", "false"], {"name": "team", "public": False}),
@@ -145,6 +146,7 @@ GROUPS = {
     "project",
     "immutable",
     "retention",
+    "audit",
 }
 SUBGROUPS = {("project", "member")}  # subcommands with subcommands
 
