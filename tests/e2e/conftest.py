@@ -41,9 +41,14 @@ def dockerd() -> Iterator[Dockerd]:
         daemon.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Debian's Chromium, headless (tests/support/browser.py)."""
+    """Debian's Chromium, headless (tests/support/browser.py), one per test module.
+
+    Not per session: Playwright's sync API keeps its event loop running in the main thread
+    while it is open, and every asyncio test after it would then fail with "Runner.run()
+    cannot be called from a running event loop".
+    """
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched
