@@ -98,6 +98,7 @@ POSITIONAL_OK: list[tuple[list[str], dict[str, object]]] = [
     (["user", "list"], {"user_command": "list"}),
     (["project", "list"], {"project_command": "list"}),
     (["check", "--json"], {"json": True}),
+    (["mirror", "evict", "--dry-run"], {"mirror_command": "evict", "dry_run": True}),
 ]
 # commands with positional arguments of their own: -c/--config only
 OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
@@ -127,7 +128,7 @@ OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
 ]
 CFG = "/etc/wharf/config.yml"
 # commands with subcommands
-GROUPS = {"events", "search", "robot", "policy", "user", "quota", "project"}
+GROUPS = {"events", "search", "robot", "policy", "user", "quota", "project", "mirror"}
 SUBGROUPS = {("project", "member")}  # subcommands with subcommands
 
 
