@@ -55,7 +55,7 @@ from registry.service.uploads import UploadService
 from registry.ui.setup import start_ui
 from replicator.mirror import install_mirrors
 from replicator.mirror_store import MirrorRoots
-from replicator.setup import start_replication
+from replicator.setup import start_mirror_eviction, start_replication
 from storage.blobs import BlobStore
 from storage.uploads import UploadStore
 
@@ -251,6 +251,8 @@ class Wharf:
         )
         if replication is not None:
             self._stack.callback(replication.cancel)
+        # the mirror's cache evicted once nobody pulls it (#16)
+        start_mirror_eviction(self.services, self.metrics.registry, self._stack, self.mount)
 
     async def shutdown(self) -> None:
         await self._stack.aclose()

@@ -1,14 +1,18 @@
-"""``wharf replicate RULE -c config.yml``: run one rule now, with progress on stderr."""
+"""``wharf replicate RULE -c config.yml``: run one rule now, with progress on stderr.
+``wharf mirror evict [--dry-run] [--json] -c config.yml``: evict what the pull-through
+mirrors cached and nobody pulled for their ``maxage`` (or beyond their ``maxbytes``) now,
+with or without a running registry (issue #16); the next GC reclaims the bytes."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 from typing import Any
 
-from registry.commandline import add_config_arguments
+from registry.commandline import add_config_arguments, settings_or_exit
 from registry.config import ConfigError, load_settings
 from registry.meta.db import Database
 from registry.meta.migrate import SchemaOutOfDate, ensure_schema
@@ -94,11 +98,54 @@ def _command(args: argparse.Namespace) -> int:
     return asyncio.run(_replicate(args.config, args.rule, not args.no_record))
 
 
+async def _evict(config: str | None, dry_run: bool, as_json: bool) -> int:
+    from replicator.mirror_evict import Evictor, policies
+
+    settings = settings_or_exit(config)
+    try:
+        await ensure_schema(settings.database_url)
+    except SchemaOutOfDate as e:
+        print(f"wharf: {e}", file=sys.stderr)
+        return 2
+    db = Database(settings.database_url, 1)
+    try:
+        result = await Evictor(db, policies(settings)).run(dry_run)
+    finally:
+        await db.close()
+    summary = result.summary()
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    verb = "would evict" if dry_run else "evicted"
+    print(
+        f"{verb} {summary['evicted']} of {summary['cached']} cached manifests "
+        f"({summary['evicted_by_age']} by age, {summary['evicted_by_bytes']} by bytes), "
+        f"{summary['bytes']} bytes"
+    )
+    for m in summary["manifests"]:
+        print(f"  {m['repository']}@{m['digest']} ({m['reason']})")
+    return 0
+
+
+def _evict_command(args: argparse.Namespace) -> int:
+    return asyncio.run(_evict(args.config, args.dry_run, args.json))
+
+
 def add_commands(sub: Any) -> None:
-    """Add ``replicate`` to the ``wharf`` command."""
+    """Add ``replicate`` and ``mirror evict`` to the ``wharf`` command."""
 
     p = sub.add_parser("replicate", help="run a replication rule now (progress on stderr)")
     p.add_argument("rule", help="the rule's name (in the config, or added through the API)")
     add_config_arguments(p, positional=False)  # the positional argument is the rule
     p.add_argument("--no-record", action="store_true", help="do not record the run in the database")
     p.set_defaults(func=_command)
+
+    mirror = sub.add_parser("mirror", help="the pull-through mirror's cache")
+    mirror_sub = mirror.add_subparsers(dest="mirror_command", required=True)
+    evict = mirror_sub.add_parser(
+        "evict", help="evict cached content nobody pulled for maxage (or beyond maxbytes)"
+    )
+    add_config_arguments(evict)
+    evict.add_argument("--dry-run", action="store_true", help="report, evict nothing")
+    evict.add_argument("--json", action="store_true", help="the result as JSON")
+    evict.set_defaults(func=_evict_command)

@@ -10,8 +10,9 @@ import logging
 import time
 from typing import Any
 
+from registry.content.manifests import parse_manifest
 from registry.content.names import parse_reference
-from registry.errors import ManifestUnknown, Unavailable
+from registry.errors import ManifestUnknown, RegistryError, Unavailable
 from registry.meta.records import ManifestRecord
 from registry.service.manifests import ManifestService
 from registry.service.uploads import UploadService
@@ -33,6 +34,17 @@ class Delegating:
         if name == "_inner":
             raise AttributeError(name)
         return getattr(self._inner, name)
+
+
+def _referenced(body: bytes, media_type: str) -> list[tuple[str, int]] | None:
+    """(digest, size) of the blobs a fetched manifest references (an index: none, its
+    children are cached manifests of their own); None if it cannot be read, which keeps
+    its repository whole in GC (:class:`replicator.mirror_store.MirrorRoots`)."""
+    try:
+        parsed = parse_manifest(body, media_type or None)
+    except RegistryError:
+        return None
+    return [(str(d.digest), d.size) for d in parsed.blobs]
 
 
 def _record(m: MirroredManifest) -> ManifestRecord:
@@ -72,9 +84,7 @@ class MirroredManifests(Delegating, ManifestService):
             if cached is not None:
                 head = await upstream.client.head_manifest(remote, key)
                 if head is not None and head.digest == cached.digest:
-                    await self.store.put(
-                        repository, key, cached.digest, cached.media_type, cached.size
-                    )
+                    await self.store.checked(repository, key)
                     return _record(cached)
             fetched = await upstream.client.get_manifest(remote, key)
         except RemoteNotFound:
@@ -85,8 +95,7 @@ class MirroredManifests(Delegating, ManifestService):
                     "upstream %s unreachable, serving cached %s: %s", upstream.client.url, key, e
                 )
                 # asked again after another ttl, not on every pull while the upstream is down
-                m = cached
-                await self.store.put(repository, key, m.digest, m.media_type, m.size)
+                await self.store.checked(repository, key)
                 return _record(cached)
             raise Unavailable(f"upstream {upstream.client.url}: {e}") from None
         actual = Digest.of(fetched.body, digest.algorithm if digest else "sha256")
@@ -96,9 +105,11 @@ class MirroredManifests(Delegating, ManifestService):
             raise Unavailable(f"upstream manifest {key} does not match its digest")
         await self.blobs.put(fetched.body, actual.algorithm)
         size = len(fetched.body)
-        await self.store.put(repository, str(actual), str(actual), fetched.media_type, size)
-        if tag is not None:
-            await self.store.put(repository, tag, str(actual), fetched.media_type, size)
+        references = [str(actual)] if tag is None else [str(actual), tag]
+        blobs = _referenced(fetched.body, fetched.media_type)
+        await self.store.fetched(
+            repository, references, str(actual), fetched.media_type, size, blobs
+        )
         return ManifestRecord(str(actual), fetched.media_type, size)
 
     async def tags(self, repository: str, limit: int | None, last: str | None) -> list[str]:

@@ -1,7 +1,8 @@
 """Pull-through mirror state's SQL (issue #6): the manifests fetched from upstreams, by tag
 and by digest, and when each tag was last checked against its upstream; and the leases of
 the blob fetches under way, so that every process of every node sharing the database
-fetches a blob from upstream once (tables in :mod:`replicator.tables`).
+fetches a blob from upstream once (tables in :mod:`replicator.tables`). Eviction's SQL
+(issue #16) is in :mod:`replicator.mirror_evict_store`.
 
 Times are epoch seconds (floats), compared across nodes as the replication leases are."""
 
@@ -11,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert, select, union, update
 from sqlalchemy.sql import Select
 
 from registry.meta import lease
@@ -19,7 +20,7 @@ from registry.meta.db import Database
 from registry.meta.lease import LeaseTable
 from registry.meta.tables import repositories
 from registry.periodic import Clock
-from replicator.tables import mirror_fetches, mirror_manifests
+from replicator.tables import mirror_fetches, mirror_manifest_blobs, mirror_manifests
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,23 +43,73 @@ def _get(conn: Connection, repository: str, reference: str) -> MirroredManifest 
     )
 
 
-def _put(
-    conn: Connection, repository: str, reference: str, digest: str, media_type: str, size: int
+def _fetched(
+    conn: Connection,
+    repository: str,
+    references: list[str],
+    digest: str,
+    media_type: str,
+    size: int,
+    blobs: list[tuple[str, int]] | None,
 ) -> None:
+    """Note a manifest just fetched from upstream under ``references`` (its digest, and a
+    tag), pulled now, with the blobs it references (``None``: not known)."""
+    t = mirror_manifests.c
+    now = time.time()
+    for reference in references:
+        conn.execute(
+            delete(mirror_manifests).where(t.repository == repository, t.reference == reference)
+        )
+        conn.execute(
+            insert(mirror_manifests).values(
+                repository=repository,
+                reference=reference,
+                digest=digest,
+                media_type=media_type,
+                size=size,
+                checked_at=now,
+                pulled_at=now,
+                blobs_known=blobs is not None,
+            )
+        )
+    if blobs is None:
+        return
+    b = mirror_manifest_blobs.c
+    conn.execute(
+        delete(mirror_manifest_blobs).where(b.repository == repository, b.manifest == digest)
+    )
+    sizes = dict(blobs)  # a blob referenced twice is noted once
+    if sizes:
+        conn.execute(
+            insert(mirror_manifest_blobs),
+            [
+                {"repository": repository, "manifest": digest, "digest": d, "size": n}
+                for d, n in sizes.items()
+            ],
+        )
+
+
+def _checked(conn: Connection, repository: str, reference: str) -> None:
+    """A cached tag checked against its upstream now (or not reachable: checked again
+    after another ttl)."""
     t = mirror_manifests.c
     conn.execute(
-        delete(mirror_manifests).where(t.repository == repository, t.reference == reference)
+        update(mirror_manifests)
+        .where(t.repository == repository, t.reference == reference)
+        .values(checked_at=time.time())
     )
-    conn.execute(
-        insert(mirror_manifests).values(
-            repository=repository,
-            reference=reference,
-            digest=digest,
-            media_type=media_type,
-            size=size,
-            checked_at=time.time(),
+
+
+def _pulled(conn: Connection, pulls: list[tuple[str, str, float]]) -> None:
+    """(repository, manifest digest, when): every reference to it was pulled then (the
+    tag and the digest of a manifest go together)."""
+    t = mirror_manifests.c
+    for repository, digest, at in pulls:
+        conn.execute(
+            update(mirror_manifests)
+            .where(t.repository == repository, t.digest == digest, t.pulled_at < at)
+            .values(pulled_at=at)
         )
-    )
 
 
 class MirrorStore:
@@ -68,10 +119,22 @@ class MirrorStore:
     async def get(self, repository: str, reference: str) -> MirroredManifest | None:
         return await self.db.run_read(_get, repository, reference)
 
-    async def put(
-        self, repository: str, reference: str, digest: str, media_type: str, size: int
+    async def fetched(
+        self,
+        repository: str,
+        references: list[str],
+        digest: str,
+        media_type: str,
+        size: int,
+        blobs: list[tuple[str, int]] | None,
     ) -> None:
-        await self.db.run_write(_put, repository, reference, digest, media_type, size)
+        await self.db.run_write(_fetched, repository, references, digest, media_type, size, blobs)
+
+    async def checked(self, repository: str, reference: str) -> None:
+        await self.db.run_write(_checked, repository, reference)
+
+    async def pulled(self, pulls: list[tuple[str, str, float]]) -> None:
+        await self.db.run_write(_pulled, pulls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,15 +233,26 @@ class MirrorRoots:
     """What garbage collection keeps for the pull-through mirror (GC's ``KeepRoots``,
     given to it by the registry and ``wharf gc``): the mirror keeps no manifest rows or
     tags, so nothing it cached is reachable from tags; it stays, so that cached images
-    are served while the upstream is down (those of a mirror configured before, too)."""
+    are served while the upstream is down (those of a mirror configured before, too),
+    until eviction (issue #16) removes its ``mirror_manifests`` rows.
+
+    What stays: the bytes of every cached manifest and of the blobs each references
+    (``mirror_manifest_blobs``); a repository holding a manifest cached before those were
+    noted (``blobs_known`` false) is kept whole, links and blobs, as before."""
 
     name = "pull-through mirror"
 
     def repositories(self) -> Select[Any]:
-        """Repositories holding a mirror's cache, kept whole: their links and blobs."""
-        names = select(mirror_manifests.c.repository)
+        """Repositories holding a manifest cached with its blobs unknown, kept whole."""
+        t = mirror_manifests.c
+        names = select(t.repository).where(t.blobs_known.is_(False))
         return select(repositories.c.id).where(repositories.c.name.in_(names))
 
     def digests(self) -> Select[Any]:
-        """The bytes of the manifests a mirror cached (no manifest row names them)."""
-        return select(mirror_manifests.c.digest)
+        """The bytes of the manifests a mirror cached (no manifest row names them) and of
+        the blobs they reference."""
+        both = union(
+            select(mirror_manifests.c.digest.label("digest")),
+            select(mirror_manifest_blobs.c.digest.label("digest")),
+        ).subquery()
+        return select(both.c.digest)

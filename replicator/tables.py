@@ -10,7 +10,18 @@ Times are epoch seconds (floats): compared across nodes and dialects without tim
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, Index, Integer, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    false,
+)
 
 from registry.meta.tables import metadata, name_type
 
@@ -89,6 +100,25 @@ mirror_manifests = Table(
     Column("media_type", String(255), nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("checked_at", Float, nullable=False),
+    # eviction (#16): when the manifest was last pulled (a GET; set when fetched), and
+    # whether the blobs it references are in ``mirror_manifest_blobs`` (rows cached
+    # before 0017 are not: GC keeps their repository whole, as it did)
+    Column("pulled_at", Float, nullable=False, server_default="0"),
+    Column("blobs_known", Boolean, nullable=False, server_default=false()),
+    Index("ix_mirror_manifests_digest", "repository", "digest"),
+)
+
+# The blobs (config, layers) a cached manifest references, noted when it is fetched: GC
+# keeps their bytes while the manifest is cached (:class:`replicator.mirror_store.MirrorRoots`),
+# eviction counts their sizes against an upstream's ``maxbytes``.
+mirror_manifest_blobs = Table(
+    "mirror_manifest_blobs",
+    metadata,
+    Column("repository", name_type(255), primary_key=True),
+    Column("manifest", String(150), primary_key=True),
+    Column("digest", String(150), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Index("ix_mirror_manifest_blobs_digest", "digest"),
 )
 
 # A blob being fetched from an upstream: who fetches it (until ``expires_at``, renewed

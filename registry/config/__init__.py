@@ -41,6 +41,7 @@ from registry.config.notifications import (
 )
 from registry.config.projects import PROJECT_NAME_RE, ProjectsSettings
 from registry.config.replication import (
+    MirrorEvictionSettings,
     MirrorSettings,
     ProxySettings,
     RemoteSettings,
@@ -90,6 +91,7 @@ __all__ = [
     "LocalSettings",
     "LogSettings",
     "MaintenanceSettings",
+    "MirrorEvictionSettings",
     "MirrorSettings",
     "NotificationEndpointSettings",
     "NotificationEventsSettings",

@@ -17,7 +17,12 @@ from registry.config.gc import GCSettings
 from registry.config.http import HTTPSettings
 from registry.config.notifications import NotificationsSettings
 from registry.config.projects import ProjectsSettings
-from registry.config.replication import MirrorSettings, ProxySettings, ReplicationSettings
+from registry.config.replication import (
+    MirrorEvictionSettings,
+    MirrorSettings,
+    ProxySettings,
+    ReplicationSettings,
+)
 from registry.config.storage import StorageSettings
 
 ENV_PREFIX = "REGISTRY_"
@@ -56,6 +61,7 @@ class Settings(_Section):
     replication: ReplicationSettings = ReplicationSettings()
     proxy: ProxySettings = ProxySettings()
     mirrors: list[MirrorSettings] = Field(default_factory=list)
+    mirroreviction: MirrorEvictionSettings = MirrorEvictionSettings()
     notifications: NotificationsSettings = NotificationsSettings()
     gc: GCSettings = GCSettings()
     projects: ProjectsSettings = ProjectsSettings()

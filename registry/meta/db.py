@@ -29,7 +29,7 @@ import os
 import queue
 import random
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +132,19 @@ class _Write:
     done: Future[Any] = field(default_factory=Future)
 
 
+def _answer(done: Future[Any], result: Any = None, error: BaseException | None = None) -> None:
+    """Answer a queued write's caller, unless it went away: a caller cancelled while its
+    write waited (a client gone) cancels its future, and answering that one would raise
+    and leave the other writes of its group unanswered, their callers waiting forever."""
+    try:
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)
+    except InvalidStateError:
+        pass
+
+
 @contextmanager
 def _file_lock(fd: int | None) -> Iterator[None]:
     if fd is None:
@@ -232,13 +245,13 @@ class Database:
                 raise
             else:
                 for write, result in zip(batch, results, strict=True):
-                    write.done.set_result(result)
+                    _answer(write.done, result)
                 return
         for i, write in enumerate(batch):
             try:
-                write.done.set_result(self._sqlite_transaction([write])[0])
+                _answer(write.done, self._sqlite_transaction([write])[0])
             except Exception as e:
-                write.done.set_exception(e)
+                _answer(write.done, error=e)
             except BaseException as e:
                 self._fail(batch[i:], e)
                 raise
@@ -246,8 +259,7 @@ class Database:
     @staticmethod
     def _fail(writes: list[_Write], error: BaseException) -> None:
         for write in writes:
-            if not write.done.done():
-                write.done.set_exception(error)
+            _answer(write.done, error=error)
 
     def _sqlite_transaction(self, writes: list[_Write]) -> list[Any]:
         """``writes`` in one transaction: their results once committed; rolled back if

@@ -67,14 +67,14 @@ async def test_runs_leases_pending_uploads(db: Database) -> None:
 async def test_mirror_manifests(db: Database) -> None:
     store = MirrorStore(db)
     assert await store.get("hub/x", "latest") is None
-    await store.put("hub/x", "latest", "sha256:a", "application/json", 10)
-    await store.put("hub/x", "latest", "sha256:b", "application/json", 12)
+    await store.fetched("hub/x", ["latest"], "sha256:a", "application/json", 10, [])
+    await store.fetched("hub/x", ["latest"], "sha256:b", "application/json", 12, [])
     found = await store.get("hub/x", "latest")
     assert found is not None and found.digest == "sha256:b" and found.size == 12
     # the catalog lists the repositories holding a mirror's manifests, once each, in order
-    await store.put("lib/c", "v1", "sha256:c", "application/json", 1)
-    await store.put("hub/x", "sha256:b", "sha256:b", "application/json", 12)
-    await store.put("hub/a", "v1", "sha256:a", "application/json", 1)
+    await store.fetched("lib/c", ["v1"], "sha256:c", "application/json", 1, [])
+    await store.fetched("hub/x", ["sha256:b"], "sha256:b", "application/json", 12, [])
+    await store.fetched("hub/a", ["v1"], "sha256:a", "application/json", 1, [])
     meta = MetadataStore(db)
     meta.add_catalog_source(mirrored_repositories)  # as the mirror's installation does
     assert await meta.catalog(None, None) == ["hub/a", "hub/x", "lib/c"]

@@ -98,6 +98,7 @@ POSITIONAL_OK: list[tuple[list[str], dict[str, object]]] = [
     (["user", "list"], {"user_command": "list"}),
     (["project", "list"], {"project_command": "list"}),
     (["check", "--json"], {"json": True}),
+    (["mirror", "evict", "--dry-run"], {"mirror_command": "evict", "dry_run": True}),
 ]
 # commands with positional arguments of their own: -c/--config only
 OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
@@ -147,6 +148,7 @@ GROUPS = {
     "immutable",
     "retention",
     "audit",
+    "mirror",
 }
 SUBGROUPS = {("project", "member")}  # subcommands with subcommands
 

@@ -4,6 +4,7 @@ a failing write fails alone (the group is rolled back and each write runs again 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -71,3 +72,24 @@ async def test_a_lone_failing_write_leaves_nothing(db: Database) -> None:
     with pytest.raises(Refused):
         await db.run_write(_add, 10)
     assert await db.run_read(_all) == []
+
+
+async def test_a_write_whose_caller_went_away_leaves_its_group_answered(db: Database) -> None:
+    """A caller cancelled while its write waits in the queue (a client gone, a fetch's
+    lease reporter stopped) must not leave the writes grouped with it unanswered."""
+    started = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow(conn: Connection) -> None:  # holds the writer while the others queue
+        loop.call_soon_threadsafe(started.set)
+        time.sleep(0.3)
+
+    blocker = asyncio.create_task(db.run_write(slow))
+    await started.wait()
+    gone = asyncio.create_task(db.run_write(_add, 1))
+    kept = asyncio.create_task(db.run_write(_add, 2))
+    await asyncio.sleep(0.05)  # both queued behind the slow one
+    gone.cancel()
+    assert await asyncio.wait_for(kept, 5) == 20
+    await blocker
+    assert 2 in await db.run_read(_all)
