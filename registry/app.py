@@ -31,6 +31,7 @@ from registry.middleware.errors import ErrorMiddleware
 from registry.middleware.observe import ObserveMiddleware
 from registry.projects.setup import build_directory, quota_access, robots_access, start_projects
 from registry.quotas.setup import gc_removed, start_quotas
+from registry.scrub.setup import start_scrub
 from registry.search.setup import facts_reader, start_search
 from registry.service.blobs import BlobService
 from registry.service.facts import FactsReader, no_facts
@@ -188,6 +189,8 @@ class Wharf:
             default_project=self.settings.projects.default,
             access=quota_access(self.projects),  # members see, owners set (the roles)
         )
+        # the integrity scrub (#18): /api/scrub, scrub.schedule, scrub_bad events
+        start_scrub(self.services, self.metrics.registry, self._stack, self.mount, quota_events)
         replication = start_replication(self.services, self.metrics, self.mount)  # (#6)
         if replication is not None:
             self._stack.callback(replication.cancel)

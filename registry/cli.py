@@ -35,6 +35,7 @@ from registry.metrics import MULTIPROC_ENV
 from registry.projects.cli import add_commands as project_commands
 from registry.quotas.cli import add_commands as quota_commands
 from registry.quotas.hook import gc_removed
+from registry.scrub.cli import add_commands as scrub_commands
 from registry.search.cli import add_commands as search_commands
 from replicator.cli import add_commands as replicator_commands
 from replicator.mirror_store import MirrorRoots
@@ -277,6 +278,7 @@ def parser() -> argparse.ArgumentParser:
     project_commands(sub)  # wharf project (#15)
     quota_commands(sub)  # wharf quota set|show|recount (#15)
     events_commands(sub)  # wharf events status|dead|requeue (#5)
+    scrub_commands(sub)  # wharf scrub (#18)
     return p
 
 

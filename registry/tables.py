@@ -20,6 +20,7 @@ FEATURE_TABLES = (
     "registry.gc.tables",
     "registry.projects.tables",
     "registry.quotas.tables",
+    "registry.scrub.tables",
     "registry.search.tables",
     "registry.ui.tables",
     "replicator.tables",

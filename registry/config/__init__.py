@@ -46,6 +46,7 @@ from registry.config.replication import (
     ReplicationRuleSettings,
     ReplicationSettings,
 )
+from registry.config.scrub import ScrubSettings, parse_rate
 from registry.config.settings import (
     ENV_PREFIX,
     AccessLogSettings,
@@ -102,6 +103,7 @@ __all__ = [
     "ReplicationRuleSettings",
     "ReplicationSettings",
     "S3Settings",
+    "ScrubSettings",
     "Settings",
     "StorageSettings",
     "SubjectSettings",
@@ -116,4 +118,5 @@ __all__ = [
     "apply_env",
     "host_port",
     "load_settings",
+    "parse_rate",
 ]

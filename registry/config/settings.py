@@ -17,6 +17,7 @@ from registry.config.http import HTTPSettings
 from registry.config.notifications import NotificationsSettings
 from registry.config.projects import ProjectsSettings
 from registry.config.replication import MirrorSettings, ProxySettings, ReplicationSettings
+from registry.config.scrub import ScrubSettings
 from registry.config.storage import StorageSettings
 
 ENV_PREFIX = "REGISTRY_"
@@ -58,6 +59,7 @@ class Settings(_Section):
     notifications: NotificationsSettings = NotificationsSettings()
     gc: GCSettings = GCSettings()
     projects: ProjectsSettings = ProjectsSettings()
+    scrub: ScrubSettings = ScrubSettings()  # the integrity scrub (#18)
 
     @field_validator("version", mode="before")
     @classmethod
