@@ -109,11 +109,15 @@ class ScrubResult:
     found: list[Finding] = field(default_factory=list)  # by this invocation
     released: list[str] = field(default_factory=list)
     error: str | None = None
+    resumed_from: str = ""  # the cursor this invocation started after ("": the start)
+    session_checked: int = 0  # objects this invocation checked
 
     def summary(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
             "state": self.state,
+            "resumed_from": self.resumed_from,
+            "session_checked": self.session_checked,
             "checked": self.checked,
             "checked_bytes": self.checked_bytes,
             "bad": self.bad,
@@ -208,6 +212,7 @@ class Scrubber:
         found: list[Finding] = []
         released: list[str] = []
         state, error = "done", None
+        resumed_from, checked_before = self.cursor, self.checked
         saved = time.monotonic()
         try:
             while True:
@@ -254,6 +259,8 @@ class Scrubber:
             found,
             released,
             error,
+            resumed_from,
+            self.checked - checked_before,
         )
 
     async def _end(self, state: str, error: str | None) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,10 +29,14 @@ from tests.support.oci import (
     assert_error,
     blob_file,
     digest_of,
+    image_manifest,
+    push_blob,
     push_image,
+    put_manifest,
     unique_name,
 )
 from tests.support.postgres import PostgresCluster
+from tests.support.receiver import Receiver
 from tests.support.server import WharfServer
 
 ACCEPT = {"Accept": OCI_MANIFEST}
@@ -68,8 +74,10 @@ def api_error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
     return found
 
 
-def make_server(tmp_path: Path, request: pytest.FixtureRequest, db: str) -> WharfServer:
-    config: dict[str, Any] = {"http": {"workers": 1}, "scrub": {"rate": "0"}}
+def make_server(
+    tmp_path: Path, request: pytest.FixtureRequest, db: str, **extra: Any
+) -> WharfServer:
+    config: dict[str, Any] = {"http": {"workers": 1}, "scrub": {"rate": "0"}, **extra}
     if db == "postgres":
         postgres: PostgresCluster = request.getfixturevalue("postgres")
         config["database"] = {"url": postgres.create_database(), "poolsize": 4}
@@ -169,3 +177,146 @@ def test_a_flipped_byte_is_found_quarantined_and_healed_by_a_push(
     assert (tmp_path / "pull2" / bad.split(":")[1]).read_bytes() == layers[0]
     status, result, _ = run_scrub(server.config_path, "-q")
     assert (status, result["bad"], result["found"]) == (0, 0, [])
+
+
+def test_a_missing_blob_and_a_corrupt_manifest(server: WharfServer, request_closes: Any) -> None:
+    c = request_closes(server.client())
+    name = unique_name("scrub")
+    config, layer = b'{"os":"linux","architecture":"amd64"}', os.urandom(20_000)
+    push_blob(c, name, config)
+    push_blob(c, name, layer)
+    body = json.dumps(image_manifest(config, [layer])).encode()
+    assert put_manifest(c, name, "v1", body, OCI_MANIFEST).status_code == 201
+    manifest = digest_of(body)
+    blob_file(server.root, digest_of(layer)).unlink()
+    flip_byte(blob_file(server.root, manifest), 5)
+
+    status, result, _ = run_scrub(server.config_path, "-q")
+    assert status == 1
+    found = {f["digest"]: (f["kind"], f["reason"]) for f in result["found"]}
+    assert found == {digest_of(layer): ("blob", "missing"), manifest: ("manifest", "corrupt")}
+    for ref in ("v1", manifest):
+        assert_error(c.get(f"/v2/{name}/manifests/{ref}", headers=ACCEPT), 404, "MANIFEST_UNKNOWN")
+        assert_error(c.head(f"/v2/{name}/manifests/{ref}", headers=ACCEPT), 404, "MANIFEST_UNKNOWN")
+    assert_error(c.get(f"/v2/{name}/blobs/{digest_of(layer)}"), 404, "BLOB_UNKNOWN")
+    # the manifest pushed again is refused while its layer is unknown, then accepted
+    r = put_manifest(c, name, "v1", body, OCI_MANIFEST)
+    assert_error(r, 400, "MANIFEST_BLOB_UNKNOWN")
+    push_blob(c, name, layer)
+    assert put_manifest(c, name, "v1", body, OCI_MANIFEST).status_code == 201
+    r = c.get(f"/v2/{name}/manifests/v1", headers=ACCEPT)
+    assert r.status_code == 200 and r.content == body
+    assert blob_file(server.root, manifest).read_bytes() == body  # good bytes stored again
+    assert c.get(f"/v2/{name}/blobs/{digest_of(layer)}").content == layer
+    assert c.get("/api/scrub/quarantine").json()["total"] == 0
+    status, result, _ = run_scrub(server.config_path, "-q")
+    assert (status, result["bad"]) == (0, 0)
+
+
+def test_a_stopped_run_resumes_from_its_cursor(server: WharfServer, request_closes: Any) -> None:
+    c = request_closes(server.client())
+    name = unique_name("scrub")
+    blobs = [os.urandom(2000) for _ in range(20)]
+    for blob in blobs:
+        push_blob(c, name, blob)
+    # 4000 bytes/s: two blobs a second; progress lines every 2 s
+    proc = subprocess.Popen(
+        scrub_command(server.config_path, "--json", "--rate", "4000"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # the first progress save
+        assert "running: checked" in line, line
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 4, (out, err)
+    first = json.loads(out)
+    assert first["state"] == "stopped"
+    assert 1 <= first["checked"] < 20 and first["total"] == 20
+    run = c.get(f"/api/scrub/runs/{first['run_id']}").json()
+    assert run["state"] == "stopped" and run["checked"] == first["checked"]
+    cursor = run["cursor"]
+    assert cursor == sorted(digest_of(b) for b in blobs)[first["checked"] - 1]
+
+    status, second, _ = run_scrub(server.config_path, "--resume", "--rate", "0", "-q")
+    assert status == 0, second
+    assert second["run_id"] == first["run_id"] and second["state"] == "done"
+    assert second["resumed_from"] == cursor
+    assert second["session_checked"] == 20 - first["checked"]
+    assert second["checked"] == 20 and second["bad"] == 0
+    # --resume after a run that finished: a new run, from the start
+    status, third, _ = run_scrub(server.config_path, "--resume", "-q")
+    assert third["run_id"] != first["run_id"] and third["session_checked"] == 20
+
+
+def test_the_api_starts_follows_and_stops_runs_and_reports_bad_content(
+    tmp_path: Path, request: pytest.FixtureRequest, request_closes: Any
+) -> None:
+    receiver = Receiver(tmp_path / "receiver").start()
+    request.addfinalizer(receiver.stop)
+    endpoints = [{"name": "listener", "url": receiver.url, "timeout": "1s"}]
+    server = make_server(tmp_path, request, "sqlite", notifications={"endpoints": endpoints})
+    request.addfinalizer(server.stop)
+    c = request_closes(server.client())
+    name = unique_name("scrub")
+    layers = [os.urandom(50_000), os.urandom(50_000)]
+    push_image(c, name, "v1", layers)
+    bad = digest_of(layers[1])
+    flip_byte(blob_file(server.root, bad))
+
+    # bad input: every field's problem, a 400
+    r = c.post("/api/scrub/runs", json={"rate": "fast", "resume": "yes", "bogus": 1})
+    problems = api_error(r, 400, "SCRUB_INVALID")["detail"]
+    assert set(problems) == {"rate", "resume", "bogus"}
+    api_error(c.post("/api/scrub/runs", content=b"[1"), 400, "SCRUB_INVALID")
+    api_error(c.get("/api/scrub/runs/999"), 404, "SCRUB_RUN_UNKNOWN")
+
+    r = c.post("/api/scrub/runs", json={"rate": "0"})
+    assert r.status_code == 202, r.text
+    run_id = r.json()["id"]
+    run = wait_for_run(c, run_id)
+    assert run["state"] == "done" and run["checked"] == run["total"] == 4 and run["bad"] == 1
+    assert [q["digest"] for q in c.get("/api/scrub/quarantine").json()["quarantined"]] == [bad]
+    assert_error(c.get(f"/v2/{name}/blobs/{bad}"), 404, "BLOB_UNKNOWN")
+    metrics = httpx.get(server.metrics_url).text
+    assert 'wharf_scrub_bad_total{reason="corrupt"} 1.0' in metrics
+    events = receiver.wait_for(lambda e: any(x["action"] == "scrub_bad" for x in e), timeout=30)
+    [event] = [e for e in events if e["action"] == "scrub_bad"]
+    assert event["target"]["digest"] == bad and event["target"]["reason"] == "corrupt"
+    assert event["target"]["repository"] == name
+
+    # a slow run: a second start is refused, a stop ends it resumable
+    r = c.post("/api/scrub/runs", json={"rate": "10kB"})
+    assert r.status_code == 202, r.text
+    slow = r.json()["id"]
+    api_error(c.post("/api/scrub/runs", json={}), 409, "SCRUB_RUNNING")
+    progress = c.get(f"/api/scrub/runs/{slow}").json()
+    assert progress["state"] == "running" and progress["total"] == 4
+    assert c.post(f"/api/scrub/runs/{slow}/stop").status_code == 202
+    stopped = wait_for_run(c, slow)
+    assert stopped["state"] == "stopped" and stopped["checked"] < 4
+    r = c.post("/api/scrub/runs", json={"rate": "0", "resume": True})
+    assert r.status_code == 202 and r.json()["id"] == slow
+    assert wait_for_run(c, slow)["checked"] == 4
+    runs = c.get("/api/scrub/runs").json()["runs"]
+    assert [x["id"] for x in runs] == [slow, run_id]
+    # the quarantined blob was found again, but reported once
+    time.sleep(1)
+    assert len([e for e in receiver.events() if e["action"] == "scrub_bad"]) == 1
+
+
+def wait_for_run(c: httpx.Client, run_id: int, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        run: dict[str, Any] = c.get(f"/api/scrub/runs/{run_id}").json()
+        if run["state"] != "running":
+            return run
+        assert time.monotonic() < deadline, run
+        time.sleep(0.1)
