@@ -22,6 +22,7 @@ from registry.check.cli import add_commands as check_commands
 from registry.commandline import add_config_arguments, settings_or_exit
 from registry.config import ConfigError, Settings
 from registry.events.cli import add_commands as events_commands
+from registry.events.setup import outbox_writer
 from registry.gc.cli import add_commands as gc_commands
 from registry.logs import configure_logging
 from registry.meta.migrate import (
@@ -278,7 +279,7 @@ def parser() -> argparse.ArgumentParser:
     project_commands(sub)  # wharf project (#15)
     quota_commands(sub)  # wharf quota set|show|recount (#15)
     events_commands(sub)  # wharf events status|dead|requeue (#5)
-    scrub_commands(sub)  # wharf scrub (#18)
+    scrub_commands(sub, outbox_writer)  # wharf scrub (#18), its scrub_bad events (#5)
     return p
 
 

@@ -179,7 +179,14 @@ def test_a_flipped_byte_is_found_quarantined_and_healed_by_a_push(
     assert (status, result["bad"], result["found"]) == (0, 0, [])
 
 
-def test_a_missing_blob_and_a_corrupt_manifest(server: WharfServer, request_closes: Any) -> None:
+def test_a_missing_blob_and_a_corrupt_manifest(
+    tmp_path: Path, request: pytest.FixtureRequest, request_closes: Any
+) -> None:
+    receiver = Receiver(tmp_path / "receiver").start()
+    request.addfinalizer(receiver.stop)
+    endpoints = [{"name": "listener", "url": receiver.url, "timeout": "1s"}]
+    server = make_server(tmp_path, request, "sqlite", notifications={"endpoints": endpoints})
+    request.addfinalizer(server.stop)
     c = request_closes(server.client())
     name = unique_name("scrub")
     config, layer = b'{"os":"linux","architecture":"amd64"}', os.urandom(20_000)
@@ -195,6 +202,16 @@ def test_a_missing_blob_and_a_corrupt_manifest(server: WharfServer, request_clos
     assert status == 1
     found = {f["digest"]: (f["kind"], f["reason"]) for f in result["found"]}
     assert found == {digest_of(layer): ("blob", "missing"), manifest: ("manifest", "corrupt")}
+    # the CLI writes the events to the outbox; the registry delivers them
+    events = receiver.wait_for(
+        lambda e: len([x for x in e if x["action"] == "scrub_bad"]) >= 2, timeout=30
+    )
+    reported = {
+        (e["target"]["digest"], e["target"]["reason"], e["target"]["repository"])
+        for e in events
+        if e["action"] == "scrub_bad"
+    }
+    assert reported == {(digest_of(layer), "missing", name), (manifest, "corrupt", name)}
     for ref in ("v1", manifest):
         assert_error(c.get(f"/v2/{name}/manifests/{ref}", headers=ACCEPT), 404, "MANIFEST_UNKNOWN")
         assert_error(c.head(f"/v2/{name}/manifests/{ref}", headers=ACCEPT), 404, "MANIFEST_UNKNOWN")
