@@ -9,12 +9,14 @@ an operator would run it. A registry per test: a scrub is registry-wide.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
+from storage.digest import Digest
+from storage.layout import blob_path
+from storage.s3 import S3Driver
 from tests.support.clients import Skopeo
 from tests.support.gc import ROOT
 from tests.support.oci import (
@@ -37,6 +42,7 @@ from tests.support.oci import (
 )
 from tests.support.postgres import PostgresCluster
 from tests.support.receiver import Receiver
+from tests.support.s3 import RadosGateway, only_s3, s3_options, wharf_s3_config
 from tests.support.server import WharfServer
 
 ACCEPT = {"Accept": OCI_MANIFEST}
@@ -337,3 +343,42 @@ def wait_for_run(c: httpx.Client, run_id: int, timeout: float = 60) -> dict[str,
             return run
         assert time.monotonic() < deadline, run
         time.sleep(0.1)
+
+
+def test_on_s3_a_corrupt_object_is_found_and_healed(
+    s3: RadosGateway, postgres: PostgresCluster, tmp_path: Path, request_closes: Any
+) -> None:
+    root = f"scrub-{uuid.uuid4().hex[:12]}"
+    config = wharf_s3_config(s3, root, postgres.create_database(), redirect=False)
+    config["scrub"] = {"rate": "0"}
+    server = only_s3(WharfServer(tmp_path / "wharf", config)).start()
+    try:
+        c = request_closes(server.client())
+        name = unique_name("scrub")
+        layers = [os.urandom(6 * 1024 * 1024 + 17), os.urandom(1000)]  # over a 5 MiB part
+        push_image(c, name, "v1", layers)
+        bad, gone = digest_of(layers[0]), digest_of(layers[1])
+        data = bytearray(layers[0])
+        data[5 * 1024 * 1024 + 3] ^= 0x01
+        driver = S3Driver(s3_options(s3, root))
+        try:
+            asyncio.run(driver.put_content(blob_path(Digest.parse(bad)), bytes(data)))
+            asyncio.run(driver.delete(blob_path(Digest.parse(gone)).rsplit("/", 1)[0]))
+        finally:
+            driver.close()
+
+        status, result, _ = run_scrub(server.config_path, "-q")
+        assert status == 1 and result["checked"] == 4
+        assert {(f["digest"], f["reason"]) for f in result["found"]} == {
+            (bad, "corrupt"),
+            (gone, "missing"),
+        }
+        assert_error(c.head(f"/v2/{name}/blobs/{bad}"), 404, "BLOB_UNKNOWN")
+        assert_error(c.get(f"/v2/{name}/blobs/{gone}"), 404, "BLOB_UNKNOWN")
+        push_image(c, name, "v1", layers)
+        assert c.get(f"/v2/{name}/blobs/{bad}").content == layers[0]
+        assert c.get(f"/v2/{name}/blobs/{gone}").content == layers[1]
+        status, result, _ = run_scrub(server.config_path, "-q")
+        assert (status, result["bad"]) == (0, 0)
+    finally:
+        server.stop()
