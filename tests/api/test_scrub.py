@@ -382,3 +382,26 @@ def test_on_s3_a_corrupt_object_is_found_and_healed(
         assert (status, result["bad"]) == (0, 0)
     finally:
         server.stop()
+
+
+def test_a_scheduled_run_checks_everything(
+    tmp_path: Path, request: pytest.FixtureRequest, request_closes: Any
+) -> None:
+    server = make_server(tmp_path, request, "sqlite", scrub={"rate": "0", "schedule": "3s"})
+    request.addfinalizer(server.stop)
+    c = request_closes(server.client())
+    name = unique_name("scrub")
+    layers = [os.urandom(1000)]
+    push_image(c, name, "v1", layers)
+    bad = digest_of(layers[0])
+    flip_byte(blob_file(server.root, bad))
+    deadline = time.monotonic() + 60
+    while True:
+        runs = [r for r in c.get("/api/scrub/runs").json()["runs"] if r["trigger"] == "schedule"]
+        done = [r for r in runs if r["state"] == "done" and r["bad"]]
+        if done:
+            break
+        assert time.monotonic() < deadline, runs
+        time.sleep(0.2)
+    assert done[-1]["checked"] == done[-1]["total"] == 3
+    assert_error(c.get(f"/v2/{name}/blobs/{bad}"), 404, "BLOB_UNKNOWN")
