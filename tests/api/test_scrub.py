@@ -38,9 +38,11 @@ from tests.support.oci import (
     push_blob,
     push_image,
     put_manifest,
+    start_upload,
     unique_name,
 )
 from tests.support.postgres import PostgresCluster
+from tests.support.projects import as_user, basic_config
 from tests.support.receiver import Receiver
 from tests.support.s3 import RadosGateway, only_s3, s3_options, wharf_s3_config
 from tests.support.server import WharfServer
@@ -225,7 +227,13 @@ def test_a_missing_blob_and_a_corrupt_manifest(
     # the manifest pushed again is refused while its layer is unknown, then accepted
     r = put_manifest(c, name, "v1", body, OCI_MANIFEST)
     assert_error(r, 400, "MANIFEST_BLOB_UNKNOWN")
-    push_blob(c, name, layer)
+    # a chunked upload heals the blob as a monolithic one does
+    location = start_upload(c, name)
+    half = len(layer) // 2
+    r = c.patch(location, content=layer[:half], headers={"Content-Range": f"0-{half - 1}"})
+    assert r.status_code == 202, r.text
+    r = c.put(r.headers["location"], params={"digest": digest_of(layer)}, content=layer[half:])
+    assert r.status_code == 201, r.text
     assert put_manifest(c, name, "v1", body, OCI_MANIFEST).status_code == 201
     r = c.get(f"/v2/{name}/manifests/v1", headers=ACCEPT)
     assert r.status_code == 200 and r.content == body
@@ -405,3 +413,20 @@ def test_a_scheduled_run_checks_everything(
         time.sleep(0.2)
     assert done[-1]["checked"] == done[-1]["total"] == 3
     assert_error(c.get(f"/v2/{name}/blobs/{bad}"), 404, "BLOB_UNKNOWN")
+
+
+def test_only_administrators_use_the_api(tmp_path: Path, request_closes: Any) -> None:
+    config = basic_config(tmp_path)
+    server = WharfServer(tmp_path / "server", config).start()
+    try:
+        anonymous = request_closes(server.client())
+        olga = request_closes(as_user(server, "olga"))
+        admin = request_closes(as_user(server, "admin"))
+        for path in ("/api/scrub/runs", "/api/scrub/quarantine"):
+            api_error(anonymous.get(path), 401, "UNAUTHORIZED")
+            api_error(olga.get(path), 403, "DENIED")
+            assert admin.get(path).status_code == 200
+        api_error(olga.post("/api/scrub/runs", json={}), 403, "DENIED")
+        assert admin.post("/api/scrub/runs", json={}).status_code == 202
+    finally:
+        server.stop()
