@@ -405,6 +405,11 @@ class MetadataStore:
         quarantined: bool = await self.db.run_write(_put_manifest, tuple(self.hooks), change)
         return quarantined
 
+    async def quarantined(self, digest: str) -> bool:
+        """Are the stored bytes of ``digest`` in quarantine (found bad by a scrub)?"""
+        found: bool = await self.db.run_read(quarantine.is_quarantined, digest)
+        return found
+
     async def release(self, digest: str) -> bool:
         """Lift the quarantine of ``digest``, whose bytes were written again; True if it
         was in quarantine."""

@@ -432,3 +432,37 @@ def test_only_administrators_use_the_api(tmp_path: Path, request_closes: Any) ->
         assert admin.post("/api/scrub/runs", json={}).status_code == 202
     finally:
         server.stop()
+
+
+def test_a_mirror_fetches_quarantined_bytes_again(tmp_path: Path, request_closes: Any) -> None:
+    upstream = WharfServer(tmp_path / "upstream", {"http": {"workers": 1}}).start()
+    mirrors = [{"prefix": "hub", "remoteurl": upstream.url, "ttl": "1s"}]
+    mirror = WharfServer(
+        tmp_path / "mirror", {"http": {"workers": 1}, "mirrors": mirrors, "scrub": {"rate": "0"}}
+    ).start()
+    try:
+        up = request_closes(upstream.client())
+        m = request_closes(mirror.client())
+        layer = os.urandom(40_000)
+        push_image(up, "lib/app", "v1", [layer])
+        bad = digest_of(layer)
+        assert m.get(f"/v2/hub/lib/app/blobs/{bad}").content == layer  # cached
+        deadline = time.monotonic() + 30
+        while not blob_file(mirror.root, bad).exists():  # its fetch commits after the answer
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(0.5)  # and links it
+        flip_byte(blob_file(mirror.root, bad))
+        status, result, _ = run_scrub(mirror.config_path, "-q")
+        assert status == 1 and [f["digest"] for f in result["found"]] == [bad]
+        # the mirror fetches the bytes again from upstream instead of serving bad ones
+        r = m.get(f"/v2/hub/lib/app/blobs/{bad}")
+        assert r.status_code == 200 and r.content == layer
+        deadline = time.monotonic() + 30
+        while blob_file(mirror.root, bad).read_bytes() != layer:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert m.get("/api/scrub/quarantine").json()["total"] == 0
+    finally:
+        mirror.stop()
+        upstream.stop()
