@@ -45,6 +45,7 @@ from registry.projects.setup import (
 )
 from registry.quotas.setup import gc_removed, start_quotas
 from registry.retention.setup import Retention, start_retention
+from registry.scrub.setup import start_scrub
 from registry.search.setup import facts_reader, start_search
 from registry.service.blobs import BlobService
 from registry.service.facts import FactsReader, no_facts
@@ -249,6 +250,8 @@ class Wharf:
         replication = start_replication(  # (#6)
             self.services, self.metrics, self.mount, self.trail
         )
+        # the integrity scrub (#18): /api/scrub, scrub.schedule, scrub_bad events
+        start_scrub(self.services, self.metrics.registry, self._stack, self.mount, quota_events)
         if replication is not None:
             self._stack.callback(replication.cancel)
         # the mirror's cache evicted once nobody pulls it (#16)

@@ -25,6 +25,7 @@ from registry.commandline import add_config_arguments, settings_or_exit
 from registry.config import ConfigError, Settings
 from registry.config.redact import redact
 from registry.events.cli import add_commands as events_commands
+from registry.events.setup import outbox_writer
 from registry.gc.cli import add_commands as gc_commands
 from registry.immutability.cli import add_commands as immutable_commands
 from registry.logs import configure_logging
@@ -40,6 +41,7 @@ from registry.projects.cli import add_commands as project_commands
 from registry.quotas.cli import add_commands as quota_commands
 from registry.quotas.hook import gc_removed
 from registry.retention.cli import add_commands as retention_commands
+from registry.scrub.cli import add_commands as scrub_commands
 from registry.search.cli import add_commands as search_commands
 from replicator.cli import add_commands as replicator_commands
 from replicator.mirror_store import MirrorRoots
@@ -286,6 +288,7 @@ def parser() -> argparse.ArgumentParser:
     retention_commands(sub, _open_retention)  # wharf retention run|show (#16)
     audit_commands(sub)  # wharf audit export (#16)
     events_commands(sub)  # wharf events status|dead|requeue (#5)
+    scrub_commands(sub, outbox_writer)  # wharf scrub (#18), its scrub_bad events (#5)
     return p
 
 

@@ -23,6 +23,7 @@ FEATURE_TABLES = (
     "registry.projects.tables",
     "registry.quotas.tables",
     "registry.retention.tables",
+    "registry.scrub.tables",
     "registry.search.tables",
     "registry.ui.tables",
     "replicator.tables",

@@ -62,10 +62,11 @@ class MirroredBlobs(Delegating, BlobService):
             if found is None:
                 raise
         key = str(digest)
-        try:  # fetched already, for another repository
-            size = await self.blobs.stat(digest)
-            await self.meta.link_blob(repository, key, size)
-            return size
+        try:  # fetched already, for another repository (bytes found bad: fetched again)
+            if not await self.meta.quarantined(key):
+                size = await self.blobs.stat(digest)
+                await self.meta.link_blob(repository, key, size)
+                return size
         except BlobNotFound:
             pass
         upstream, remote = found
@@ -167,15 +168,18 @@ class MirroredBlobs(Delegating, BlobService):
             await asyncio.sleep(0.05)
 
     async def _stored(self, digest: Digest) -> bool:
+        """Are good bytes of ``digest`` stored (bytes a scrub quarantined are fetched
+        again: their upload's commit writes over them, the link lifts the quarantine)?"""
         try:
             await self.blobs.stat(digest)
-            return True
         except BlobNotFound:
             return False
+        return not await self.meta.quarantined(str(digest))
 
     async def _link(self, repository: str, key: str, size: int) -> None:
         if await self.meta.blob_size(repository, key) is None:
-            await self.meta.link_blob(repository, key, size)
+            # after a fetch's verified commit, or bytes stored and not quarantined
+            await self.meta.link_blob(repository, key, size, fresh=True)
 
     async def close(self) -> None:
         """Stop the fetches under way, letting go of their leases (others take over)."""

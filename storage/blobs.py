@@ -50,12 +50,14 @@ class BlobStore:
         except PathNotFound:
             raise BlobNotFound(digest) from None
 
-    async def put(self, data: bytes, algorithm: str = "sha256") -> Digest:
-        """Store small ``data`` under its digest (idempotent) and return the digest."""
+    async def put(self, data: bytes, algorithm: str = "sha256", overwrite: bool = False) -> Digest:
+        """Store small ``data`` under its digest (idempotent) and return the digest; a
+        file of the right size is taken to hold it, unless ``overwrite`` (bytes found
+        bad are written again)."""
         digest = Digest.of(data, algorithm)
         path = blob_path(digest)
         try:
-            if (await self.driver.stat(path)).size == len(data):
+            if not overwrite and (await self.driver.stat(path)).size == len(data):
                 return digest
         except PathNotFound:
             pass

@@ -48,6 +48,7 @@ from registry.config.replication import (
     ReplicationRuleSettings,
     ReplicationSettings,
 )
+from registry.config.scrub import ScrubSettings, parse_rate
 from registry.config.settings import (
     ENV_PREFIX,
     AccessLogSettings,
@@ -106,6 +107,7 @@ __all__ = [
     "ReplicationRuleSettings",
     "ReplicationSettings",
     "S3Settings",
+    "ScrubSettings",
     "Settings",
     "StorageSettings",
     "SubjectSettings",
@@ -120,4 +122,5 @@ __all__ = [
     "apply_env",
     "host_port",
     "load_settings",
+    "parse_rate",
 ]

@@ -23,6 +23,7 @@ from registry.config.replication import (
     ProxySettings,
     ReplicationSettings,
 )
+from registry.config.scrub import ScrubSettings
 from registry.config.storage import StorageSettings
 
 ENV_PREFIX = "REGISTRY_"
@@ -66,6 +67,7 @@ class Settings(_Section):
     gc: GCSettings = GCSettings()
     projects: ProjectsSettings = ProjectsSettings()
     audit: AuditSettings = AuditSettings()
+    scrub: ScrubSettings = ScrubSettings()  # the integrity scrub (#18)
 
     @field_validator("version", mode="before")
     @classmethod

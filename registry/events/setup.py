@@ -6,18 +6,23 @@ import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from typing import Any, TypeAlias
 
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from registry.api.context import Services
+from registry.config import Settings
 from registry.events.api import PREFIX, EventsAPI
 from registry.events.build import EventBuilder, Source
 from registry.events.dispatcher import Dispatcher
 from registry.events.metrics import EventMetrics
 from registry.events.outbox_hook import OutboxHook, PullRecorder
+from registry.request_context import RequestInfo
 
 log = logging.getLogger("wharf.events")
+# ``OutboxHook.record(conn, action, repository, target, request)`` (conn: a Connection)
+Record: TypeAlias = Callable[[Any, str, str, dict[str, object], RequestInfo | None], None]
 
 
 def start_events(
@@ -56,3 +61,19 @@ def start_events(
     stack.push_async_callback(stop)
     log.info("events: delivering to %s", ", ".join(e.name for e in endpoints))
     return outbox
+
+
+def outbox_writer(settings: Settings) -> Record | None:
+    """For a command run beside the registry (``wharf scrub``): the writer of other
+    features' events (``OutboxHook.record``) into the outbox, which the registry's senders
+    deliver (the lease holder looks for events other processes wrote every
+    ``IDLE_POLL``); None without endpoints."""
+    endpoints = settings.notifications.active
+    if not endpoints:
+        return None
+    builder = EventBuilder(settings, Source.of(settings))
+    return OutboxHook(builder, endpoints, EventMetrics(CollectorRegistry()), _no_wake).record
+
+
+def _no_wake() -> None:
+    return None

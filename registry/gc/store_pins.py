@@ -122,6 +122,7 @@ def _size_and_seen_query() -> Any:
         .where(
             repositories.c.name == bindparam("name"),
             repository_blobs.c.digest == bindparam("digest"),
+            q.not_quarantined(repository_blobs.c.digest),  # bad bytes: unknown (#18)
         )
     )
 

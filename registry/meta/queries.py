@@ -9,10 +9,18 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, bindparam, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
 
-from registry.meta.tables import blobs, manifests, repositories, repository_blobs, tags
+from registry.meta.tables import (
+    blob_quarantine,
+    blobs,
+    manifests,
+    repositories,
+    repository_blobs,
+    tags,
+)
 
 MANIFEST_COLUMNS = (
     manifests.c.digest,
@@ -22,6 +30,13 @@ MANIFEST_COLUMNS = (
     manifests.c.annotations,
 )
 NO_LIMIT = 2**31 - 1
+
+
+def not_quarantined(digest: Any) -> ColumnElement[bool]:
+    """The condition "``digest`` (a column) is not in quarantine" (issue #18,
+    ``registry/meta/quarantine.py``), folded into every lookup of content: one
+    primary-key probe of a table that is empty unless a scrub found bad bytes."""
+    return ~exists().where(blob_quarantine.c.digest == digest)
 
 
 @cache
@@ -43,6 +58,7 @@ def blob_size_in_repository() -> Any:
         .where(
             repositories.c.name == bindparam("name"),
             repository_blobs.c.digest == bindparam("digest"),
+            not_quarantined(repository_blobs.c.digest),
         )
     )
 
@@ -57,7 +73,11 @@ def manifest_by_tag() -> Any:
                 tags, tags.c.manifest_id == manifests.c.id
             )
         )
-        .where(repositories.c.name == bindparam("name"), tags.c.name == bindparam("tag"))
+        .where(
+            repositories.c.name == bindparam("name"),
+            tags.c.name == bindparam("tag"),
+            not_quarantined(manifests.c.digest),
+        )
     )
 
 
@@ -70,6 +90,7 @@ def manifest_by_digest() -> Any:
         .where(
             repositories.c.name == bindparam("name"),
             manifests.c.digest == bindparam("digest"),
+            not_quarantined(manifests.c.digest),
         )
     )
 
@@ -175,6 +196,7 @@ def linked_blobs() -> Any:
     return select(repository_blobs.c.digest).where(
         repository_blobs.c.repository_id == bindparam("repository_id"),
         repository_blobs.c.digest.in_(bindparam("digests", expanding=True)),
+        not_quarantined(repository_blobs.c.digest),
     )
 
 
@@ -184,6 +206,7 @@ def linked_blob() -> Any:
     return select(repository_blobs.c.digest).where(
         repository_blobs.c.repository_id == bindparam("repository_id"),
         repository_blobs.c.digest == bindparam("digest"),
+        not_quarantined(repository_blobs.c.digest),
     )
 
 
@@ -193,6 +216,7 @@ def present_manifest() -> Any:
     return select(manifests.c.digest).where(
         manifests.c.repository_id == bindparam("repository_id"),
         manifests.c.digest == bindparam("digest"),
+        not_quarantined(manifests.c.digest),
     )
 
 
@@ -202,4 +226,5 @@ def present_manifests() -> Any:
     return select(manifests.c.digest).where(
         manifests.c.repository_id == bindparam("repository_id"),
         manifests.c.digest.in_(bindparam("digests", expanding=True)),
+        not_quarantined(manifests.c.digest),
     )

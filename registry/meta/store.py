@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, delete, exists, func, select
 
-from registry.meta import direct, uploads
+from registry.meta import direct, quarantine, uploads
 from registry.meta import queries as q
 from registry.meta.changes import Change, ChangeHook
 from registry.meta.db import Database
@@ -76,11 +76,17 @@ def _record(row: Any) -> ManifestRecord:
 
 
 def _link_blob(
-    conn: Connection, hooks: Hooks, change: Change, ended_upload: str | None = None
+    conn: Connection,
+    hooks: Hooks,
+    change: Change,
+    ended_upload: str | None = None,
+    fresh: bool = False,
 ) -> None:
     if ended_upload is not None:
         uploads.forget(conn, [ended_upload])
     digest = change.digest
+    if fresh:  # verified bytes were just moved over the blob's path: good again (#18)
+        quarantine.release(conn, digest)
     _insert_ignore(conn, blobs, [{"digest": digest, "size": change.size, "created_at": _now()}])
     repo_id = _repository_id(conn, change.repository, create=True)
     _insert_ignore(
@@ -161,7 +167,7 @@ def _set_tag(conn: Connection, repo_id: int, tag: str, manifest_id: int) -> str 
     return None if before is None else str(before)
 
 
-def _put_manifest(conn: Connection, hooks: Hooks, change: Change, guards: Hooks = ()) -> None:
+def _put_manifest(conn: Connection, hooks: Hooks, change: Change, guards: Hooks = ()) -> bool:
     repository, new, tag = change.repository, change.manifest, change.tag
     assert new is not None
     _notify(conn, guards, change)  # before any row is written: they see the old state
@@ -195,6 +201,7 @@ def _put_manifest(conn: Connection, hooks: Hooks, change: Change, guards: Hooks 
         if before is not None and before != new.digest:  # the push moved the tag
             change = replace(change, details={**change.details, "retagged_from": before})
     _notify(conn, hooks, replace(change, repository_id=repo_id, manifest_id=manifest_id))
+    return quarantine.is_quarantined(conn, new.digest)
 
 
 def _resolve(
@@ -344,10 +351,13 @@ class MetadataStore:
         size: int,
         from_repository: str | None = None,
         ended_upload: str | None = None,
+        fresh: bool = False,
     ) -> None:
         """Record that ``digest`` (already in storage) is part of ``repository``: a blob
         pushed, or mounted ``from_repository``; ``ended_upload``: the counted upload
-        session it came from, whose row goes in the same transaction."""
+        session it came from, whose row goes in the same transaction; ``fresh``: its
+        bytes were just written and verified (an upload's commit), which lifts a
+        quarantine of the digest (``registry/meta/quarantine.py``)."""
         change = Change(
             action="mount" if from_repository else "push",
             kind="blob",
@@ -357,7 +367,7 @@ class MetadataStore:
             from_repository=from_repository,
             request=current_request.get(),
         )
-        await self.db.run_write(_link_blob, tuple(self.hooks), change, ended_upload)
+        await self.db.run_write(_link_blob, tuple(self.hooks), change, ended_upload, fresh)
 
     async def blob_size(self, repository: str, digest: str) -> int | None:
         """The size of a blob linked to ``repository``, or None."""
@@ -384,12 +394,14 @@ class MetadataStore:
         new: NewManifest,
         tag: str | None,
         details: dict[str, object] | None = None,
-    ) -> None:
+    ) -> bool:
         """Store a manifest, its references and (optionally) a tag in one transaction.
 
         Raises :class:`MissingReferences` when a blob is not linked to the repository
         or a child manifest is not in it; nothing is written then. ``details`` are
         passed to the change hooks (facts read from the image, for the search index).
+        Returns whether the manifest's digest is in quarantine (its stored bytes found
+        bad: the caller writes them again, then :meth:`release`).
         """
         change = Change(
             action="push",
@@ -403,7 +415,21 @@ class MetadataStore:
             request=current_request.get(),
             details=details or {},
         )
-        await self.db.run_write(_put_manifest, tuple(self.hooks), change, tuple(self.guards))
+        quarantined: bool = await self.db.run_write(
+            _put_manifest, tuple(self.hooks), change, tuple(self.guards)
+        )
+        return quarantined
+
+    async def quarantined(self, digest: str) -> bool:
+        """Are the stored bytes of ``digest`` in quarantine (found bad by a scrub)?"""
+        found: bool = await self.db.run_read(quarantine.is_quarantined, digest)
+        return found
+
+    async def release(self, digest: str) -> bool:
+        """Lift the quarantine of ``digest``, whose bytes were written again; True if it
+        was in quarantine."""
+        released: bool = await self.db.run_write(quarantine.release, digest)
+        return released
 
     async def resolve(
         self, repository: str, *, tag: str | None = None, digest: str | None = None

@@ -142,3 +142,19 @@ upload_sessions = Table(
     Index("ix_upload_sessions_caller", "caller", "started_at"),
     Index("ix_upload_sessions_started", "started_at"),
 )
+
+# Content whose stored bytes failed a read-back check (issue #18: ``wharf scrub``): bad or
+# missing bytes. The blob and manifest lookups leave a quarantined digest out (a NOT
+# EXISTS folded into each query, registry/meta/queries.py), so clients get BLOB_UNKNOWN /
+# MANIFEST_UNKNOWN instead of bad bytes; an upload of the digest, or a push of the
+# manifest, writes good bytes and deletes the row (registry/meta/quarantine.py). The
+# scrub feature (registry/scrub/) decides what goes in. ``found_at`` is epoch seconds.
+blob_quarantine = Table(
+    "blob_quarantine",
+    metadata,
+    Column("digest", String(150), primary_key=True),
+    Column("reason", String(16), nullable=False),  # corrupt, missing
+    Column("kind", String(16), nullable=False),  # blob, manifest
+    Column("found_at", Float, nullable=False),
+    Column("detail", Text, nullable=True),  # e.g. the digest the bytes have
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections import OrderedDict
 
 from registry.content import mediatypes as mt
@@ -23,6 +24,8 @@ from registry.service.facts import FactsReader, no_facts
 from registry.service.pins import DigestBusy, NoPins, Pins
 from storage.blobs import BlobNotFound, BlobStore
 from storage.digest import Digest, InvalidDigest
+
+log = logging.getLogger("wharf")
 
 
 class ManifestCache:
@@ -123,8 +126,11 @@ class ManifestService:
         await self.blobs.put(body, digest.algorithm)
         details = await self.facts(self.blobs, parsed)  # for the change hooks; never raises
 
+        quarantined = False
+
         async def store() -> None:
-            await self.meta.put_manifest(repository, new, tag, details=details)
+            nonlocal quarantined
+            quarantined = await self.meta.put_manifest(repository, new, tag, details=details)
 
         try:  # waits while a GC is deleting this very digest's (identical) bytes
             await self.pins.while_busy(store)
@@ -135,6 +141,9 @@ class ManifestService:
         # The manifest is ours now (GC spares it), but identical bytes found stored
         # above may have been an orphan a GC deleted before this commit: put them back.
         await self.pins.put_back(lambda: self.blobs.put(body, digest.algorithm))
+        if quarantined:  # its stored bytes were found bad (#18): good ones over them first
+            await self.blobs.put(body, digest.algorithm, overwrite=True)
+            await self.meta.release(str(digest))
         self.cache.put(str(digest), body)
         return digest, parsed
 
@@ -156,10 +165,14 @@ class ManifestService:
         cached = self.cache.get(record.digest)
         if cached is not None:
             return cached
+        digest = Digest.parse(record.digest)
         try:
-            data = await self.blobs.get(Digest.parse(record.digest))
+            data = await self.blobs.get(digest)
         except BlobNotFound:
             raise ManifestUnknown(detail={"digest": record.digest}) from None
+        if Digest.of(data, digest.algorithm) != digest:  # bad bytes are never served (#18)
+            log.error("manifest %s: the stored bytes do not match their digest", digest)
+            raise ManifestUnknown(detail={"digest": record.digest})
         self.cache.put(record.digest, data)
         return data
 

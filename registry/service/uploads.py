@@ -210,7 +210,11 @@ class UploadService:
             raise SizeInvalid(str(e)) from None
         try:  # the session's slot is given back in the same transaction
             await self.meta.link_blob(
-                repository, str(digest), size, ended_upload=upload_id if counted else None
+                repository,
+                str(digest),
+                size,
+                ended_upload=upload_id if counted else None,
+                fresh=True,  # its verified bytes replaced any bad ones (a quarantine)
             )
         except DigestBusy:  # stalled longer than the GC grace period: its bytes may be gone
             await self._over(upload_id, counted)

@@ -99,6 +99,7 @@ POSITIONAL_OK: list[tuple[list[str], dict[str, object]]] = [
     (["project", "list"], {"project_command": "list"}),
     (["check", "--json"], {"json": True}),
     (["mirror", "evict", "--dry-run"], {"mirror_command": "evict", "dry_run": True}),
+    (["scrub", "--rate", "1MiB", "--resume"], {"rate": 1024**2, "resume": True}),
 ]
 # commands with positional arguments of their own: -c/--config only
 OPTION_ONLY: list[tuple[list[str], dict[str, object]]] = [
